@@ -1,0 +1,141 @@
+"""Deterministic splits: leave-one-out by time (P5/CFP) and the FCPO start-state/feedback split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from fairrec_ray.data.schema import RecDataset
+from fairrec_ray.errors import DataError
+
+log = logging.getLogger(__name__)
+
+NO_ITEM = -1
+
+
+@dataclass
+class LeaveOneOutSplit:
+    """Per kept user: ``train`` = all but the last two items (in time order), ``valid`` = second
+    last, ``test`` = last. A user with exactly 2 interactions has no validation item (``NO_ITEM``).
+
+    Evaluation histories: validation reads ``train``; test reads ``train + [valid]``.
+    """
+
+    users: np.ndarray  # user_idx of kept users
+    train: list[np.ndarray]  # time-ordered training items, aligned with ``users``
+    valid: np.ndarray  # item or NO_ITEM
+    test: np.ndarray
+    n_dropped: int
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def test_history(self, row: int) -> np.ndarray:
+        if self.valid[row] == NO_ITEM:
+            return self.train[row]
+        return np.append(self.train[row], self.valid[row])
+
+    def train_item_counts(self, n_items: int) -> np.ndarray:
+        return np.bincount(np.concatenate(self.train), minlength=n_items)
+
+
+def leave_one_out(dataset: RecDataset, min_interactions: int = 3) -> LeaveOneOutSplit:
+    """Split each user's time-ordered sequence; users with fewer than ``min_interactions`` are
+    dropped (count logged). ``min_interactions`` must be >= 2 (one train item, one test item)."""
+    if min_interactions < 2:
+        raise DataError(f"leave_one_out: min_interactions must be >= 2, got {min_interactions}")
+    users, train, valid, test = [], [], [], []
+    for u, seq in enumerate(dataset.user_sequences()):
+        if len(seq) < min_interactions:
+            continue
+        users.append(u)
+        if len(seq) == 2:
+            train.append(seq[:1])
+            valid.append(NO_ITEM)
+        else:
+            train.append(seq[:-2])
+            valid.append(seq[-2])
+        test.append(seq[-1])
+    n_dropped = dataset.n_users - len(users)
+    if n_dropped:
+        log.info("leave_one_out: dropped %d users with < %d interactions", n_dropped, min_interactions)
+    if not users:
+        raise DataError(f"dataset {dataset.name!r}: no user has >= {min_interactions} interactions")
+    return LeaveOneOutSplit(
+        np.asarray(users, dtype=np.int64), train, np.asarray(valid, np.int64), np.asarray(test, np.int64), n_dropped
+    )
+
+
+@dataclass
+class FCPOSplit:
+    """FCPO data (reference protocol): per kept user, time-ordered positives; the first
+    ``n_start`` form the training start state; the rest split ``train_share`` / rest in time into
+    train and test feedback; the test start state is the last ``n_start`` items before the test
+    feedback (the end of ``start + train``)."""
+
+    users: np.ndarray
+    train_start: np.ndarray  # [n_users, n_start] item indices
+    train_positives: list[np.ndarray]
+    test_start: np.ndarray  # [n_users, n_start]
+    test_positives: list[np.ndarray]
+    positive_threshold: float
+    n_dropped: int
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def train_item_counts(self, n_items: int) -> np.ndarray:
+        """Training exposure: start states plus train feedback."""
+        seen = np.concatenate([self.train_start.ravel(), *self.train_positives])
+        return np.bincount(seen, minlength=n_items)
+
+
+def fcpo_split(
+    dataset: RecDataset, positive_threshold: float = 4.0, n_start: int = 5, train_share: float = 0.8
+) -> FCPOSplit:
+    """Users need ``n_start`` positives plus at least one train and one test positive."""
+    if not 0.0 < train_share < 1.0:
+        raise DataError(f"fcpo_split: train_share must be in (0, 1), got {train_share}")
+    if n_start < 1:
+        raise DataError(f"fcpo_split: n_start must be >= 1, got {n_start}")
+    positives = dataset.interactions[dataset.interactions["rating"] >= positive_threshold]
+    ordered = positives.sort_values(["user_idx", "timestamp"], kind="stable")
+    user_col, item_col = ordered["user_idx"].to_numpy(), ordered["item_idx"].to_numpy()
+    bounds = np.searchsorted(user_col, np.arange(dataset.n_users + 1))
+    users, tr_start, tr_pos, te_start, te_pos = [], [], [], [], []
+    for u in range(dataset.n_users):
+        seq = item_col[bounds[u] : bounds[u + 1]]
+        rest = seq[n_start:]
+        if len(rest) < 2:
+            continue
+        n_train = min(max(1, int(round(train_share * len(rest)))), len(rest) - 1)
+        users.append(u)
+        tr_start.append(seq[:n_start])
+        tr_pos.append(rest[:n_train])
+        te_start.append(seq[n_train : n_start + n_train])
+        te_pos.append(rest[n_train:])
+    n_dropped = dataset.n_users - len(users)
+    if n_dropped:
+        log.info("fcpo_split: dropped %d users with < %d positives", n_dropped, n_start + 2)
+    if not users:
+        raise DataError(
+            f"dataset {dataset.name!r}: no user has >= {n_start + 2} positives (rating >= {positive_threshold})"
+        )
+    return FCPOSplit(
+        np.asarray(users, np.int64), np.stack(tr_start), tr_pos, np.stack(te_start), te_pos,
+        positive_threshold, n_dropped,
+    )  # fmt: skip
+
+
+def popular_items(train_counts: np.ndarray, top_share: float = 0.2) -> np.ndarray:
+    """Boolean mask of the popular group G0: the top ``top_share`` of items by training count
+    (ties broken by lower item index, so the group has exactly round(top_share * n_items) items)."""
+    if not 0.0 < top_share < 1.0:
+        raise DataError(f"popular_items: top_share must be in (0, 1), got {top_share}")
+    n_popular = max(1, int(round(top_share * len(train_counts))))
+    order = np.lexsort((np.arange(len(train_counts)), -train_counts))
+    mask = np.zeros(len(train_counts), dtype=bool)
+    mask[order[:n_popular]] = True
+    return mask
