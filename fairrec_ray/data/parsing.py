@@ -61,7 +61,5 @@ def to_numeric_column(
     if len(bad):
         first = int(bad[0])
         where = f"line {line_numbers[first]}" if line_numbers is not None else f"row {first + 1}"
-        raise DataError(
-            f"{path}: {where}: field {column!r} must be a number ({dtype}), got {values.iloc[first]!r}"
-        )
+        raise DataError(f"{path}: {where}: field {column!r} must be a number ({dtype}), got {values.iloc[first]!r}")
     return parsed.to_numpy().astype(dtype)

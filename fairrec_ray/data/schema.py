@@ -55,9 +55,7 @@ class RecDataset:
     def require_attribute(self, attribute: str) -> None:
         if attribute not in self.attributes:
             known = ", ".join(sorted(self.attributes)) or "none"
-            raise DataError(
-                f"unknown attribute {attribute!r} for dataset {self.name!r}; expected one of: {known}"
-            )
+            raise DataError(f"unknown attribute {attribute!r} for dataset {self.name!r}; expected one of: {known}")
 
     def user_sequences(self) -> list[np.ndarray]:
         """Each user's items ordered by (timestamp, original row order); index = user_idx."""
