@@ -1,0 +1,116 @@
+"""Sweep files: validation against the job's fields, Tune space translation, Pareto table, plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairrec_ray import sweeps
+from fairrec_ray.config import build_config
+from fairrec_ray.errors import ConfigError
+from fairrec_ray.sweeps import SweepConfig, load_sweep, pareto_table, plot_front, to_tune_space
+
+
+@dataclass
+class FakeJobConfig:
+    alpha: float = 1.0
+    iterations: int = 3
+    dataset: str = "synthetic"
+
+
+@pytest.fixture
+def fake_job(monkeypatch):
+    import types
+
+    module = types.ModuleType("fake_job_module")
+    module.FakeJobConfig = FakeJobConfig
+    module.run = lambda config: {"recall@10": 0.1, "gini": 0.5}
+    monkeypatch.setitem(__import__("sys").modules, "fake_job_module", module)
+    monkeypatch.setitem(sweeps.JOBS, "fcpo", ("fake_job_module", "FakeJobConfig", "run"))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+job: fcpo
+accuracy: recall@10
+fairness: gini
+base: {dataset: synthetic, iterations: 2}
+search:
+  alpha: {type: grid, values: [0.1, 1.0]}
+"""
+
+
+def test_load_sweep_accepts_job_fields(tmp_path, fake_job):
+    sweep = load_sweep(write(tmp_path, GOOD))
+    assert sweep.search["alpha"]["values"] == [0.1, 1.0] and sweep.base["iterations"] == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("alpha:", "alpah:"), r"search\.alpah is not a field of FakeJobConfig"),
+        (("iterations: 2", "iters: 2"), r"base\.iters is not a field of FakeJobConfig"),
+        (("fairness: gini", "fairness: fairness_score"), "unknown metric 'fairness_score'"),
+        (("type: grid", "type: normal"), r"search\.alpha: expected \{type: one of"),
+        (("job: fcpo", "job: ppo"), r"job: got 'ppo'; expected one of \['fcpo', 'cfp'\]"),
+    ],
+)
+def test_load_sweep_rejects_mistakes(tmp_path, fake_job, edit, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(write(tmp_path, GOOD.replace(*edit)))
+
+
+def test_space_rules():
+    base = {"job": "fcpo", "accuracy": "hit@10", "fairness": "auc"}
+    with pytest.raises(ConfigError, match="needs numbers low < high"):
+        build_config(SweepConfig, {**base, "search": {"lr": {"type": "uniform", "low": 2, "high": 1}}})
+    with pytest.raises(ConfigError, match="loguniform needs low > 0"):
+        build_config(SweepConfig, {**base, "search": {"lr": {"type": "loguniform", "low": 0, "high": 1}}})
+    with pytest.raises(ConfigError, match="use searcher: optuna"):
+        build_config(SweepConfig, {**base, "search": {"lr": {"type": "choice", "values": [1]}}})
+    with pytest.raises(ConfigError, match="give at least one field"):
+        build_config(SweepConfig, base)
+
+
+def test_to_tune_space_translates_every_type():
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    space = to_tune_space(
+        {
+            "a": {"type": "grid", "values": [1, 2]},
+            "b": {"type": "choice", "values": ["x", "y"]},
+            "c": {"type": "uniform", "low": 0.0, "high": 1.0},
+            "d": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+            "e": {"type": "randint", "low": 5, "high": 30},
+        }
+    )
+    assert space["a"] == {"grid_search": [1, 2]}
+    assert isinstance(space["b"], Categorical) and space["b"].categories == ["x", "y"]
+    assert isinstance(space["c"], Float) and (space["c"].lower, space["c"].upper) == (0.0, 1.0)
+    assert isinstance(space["d"], Float) and "LogUniform" in type(space["d"].get_sampler()).__name__
+    assert isinstance(space["e"], Integer) and (space["e"].lower, space["e"].upper) == (5, 30)
+
+
+def test_pareto_table_marks_non_dominated_trials(tmp_path):
+    results = pd.DataFrame(
+        {
+            "alpha": [0.1, 0.25, 0.5, 1.0, 2.0],
+            "recall@10": [0.10, 0.20, 0.18, 0.30, np.nan],
+            "gini": [0.40, 0.50, 0.60, 0.80, 0.1],
+        }
+    )
+    table = pareto_table(results, "recall@10", "gini")
+    assert table["alpha"].tolist() == [1.0, 0.25, 0.5, 0.1]  # NaN trial dropped, sorted by accuracy
+    assert dict(zip(table["alpha"], table["pareto"])) == {1.0: True, 0.25: True, 0.5: False, 0.1: True}
+    plot_front(table, "recall@10", "gini", tmp_path / "front.png")
+    assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match=r"lack metric\(s\) \['auc'\]"):
+        pareto_table(results, "recall@10", "auc")
