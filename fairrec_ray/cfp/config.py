@@ -1,0 +1,118 @@
+"""CFPConfig: every knob of ``python -m fairrec_ray.train_cfp`` (YAML keys = field names).
+
+Defaults are the embedded demo: a small synthetic dataset with a strongly planted gender signal,
+the tiny P5 preset (pre-trained and cached when ``backbone`` is not given), 2 Ray Train workers on
+CPU, finishing in a few minutes on 2 cores. Paper-scale settings (ML-1M, prefix 10, 20 epochs,
+λ = 100 for age / 10 for occupation, lr 1e-4) are set through YAML or ``key=value``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from fairrec_ray.cfp.model import PromptConfig
+from fairrec_ray.data import DATASETS
+from fairrec_ray.errors import ConfigError
+
+ATTRIBUTE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class CFPConfig:
+    # --- data
+    dataset: str = field(default="synthetic", metadata=_help(f"dataset name: {', '.join(DATASETS)}"))
+    data_dir: str | None = field(default=None, metadata=_help("folder with the dataset's original files"))
+    attribute: str = field(default="gender", metadata=_help("sensitive attribute: gender|age|occupation|marital|…"))
+    synthetic_users: int = field(default=400, metadata=_help("synthetic: number of users"))
+    synthetic_items: int = field(default=200, metadata=_help("synthetic: number of items"))
+    synthetic_interactions: float = field(default=24.0, metadata=_help("synthetic: mean interactions per user"))
+    synthetic_signal: float = field(default=3.0, metadata=_help("synthetic: attribute -> preference strength"))
+    max_history: int = field(default=20, metadata=_help("history items in a prompt (most recent)"))
+    # --- backbone
+    backbone: str | None = field(default=None, metadata=_help("P5 backbone folder; absent: pre-train a tiny one"))
+    backbone_cache: str | None = field(
+        default=None, metadata=_help("where an auto-trained backbone is cached (default: $FAIRREC_CACHE/backbones)")
+    )
+    backbone_preset: Literal["tiny", "small"] = field(default="tiny", metadata=_help("preset when pre-training"))
+    backbone_epochs: int = field(default=6, metadata=_help("epochs when pre-training the backbone"))
+    # --- prompts
+    prefix_length: int = field(default=10, metadata=_help("prefix tokens per side (encoder and decoder)"))
+    ffn_hidden: int = field(default=128, metadata=_help("hidden width of the reparameterisation FFN"))
+    reweighter: bool = field(default=True, metadata=_help("Prompt Token Reweighter on (false: ablation)"))
+    # --- adversary
+    discriminator_weight: float = field(default=10.0, metadata=_help("λ in L_rec − λ·L_disc (0: no adversary)"))
+    discriminator_hidden: int = field(default=128, metadata=_help("discriminator MLP width"))
+    discriminator_layers: int = field(default=2, metadata=_help("discriminator hidden layers"))
+    disc_warmup_epochs: int = field(default=1, metadata=_help("discriminator-only epochs before the prompts train"))
+    rec_steps: int = field(default=1, metadata=_help("prompt-only steps per cycle"))
+    together_steps: int = field(default=0, metadata=_help("prompt-then-discriminator steps per cycle"))
+    disc_steps: int = field(default=1, metadata=_help("discriminator-only steps per cycle"))
+    # --- optimisation
+    epochs: int = field(default=4, metadata=_help("training epochs, warm-up included"))
+    batch_size: int = field(default=64, metadata=_help("per-worker batch size"))
+    prefix_lr: float = field(default=1e-3, metadata=_help("prompt learning rate (AdamW)"))
+    discriminator_lr: float = field(default=1e-3, metadata=_help("discriminator learning rate (AdamW)"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay of both optimisers"))
+    grad_clip: float = field(default=1.0, metadata=_help("gradient-norm clip of the prompt update"))
+    seed: int = field(default=0, metadata=_help("seed of data, prompts, discriminator and probes"))
+    # --- evaluation
+    protocol: Literal["sampled-100", "full"] = field(default="sampled-100", metadata=_help("ranking protocol"))
+    eval_users: int | None = field(default=None, metadata=_help("cap on users in hit@k evaluation (None: all)"))
+    num_beams: int = field(default=20, metadata=_help("beams for ranking evaluation"))
+    probe_folds: int = field(default=5, metadata=_help("probe: stratified folds over users (1: one split)"))
+    hit_bound: float = field(default=0.95, metadata=_help("best epoch: hit@10 >= bound × backbone's, then min AUC"))
+    eval_every_epoch: bool = field(default=True, metadata=_help("probe + validation hit@k after every epoch"))
+    # --- Ray
+    num_workers: int = field(default=2, metadata=_help("Ray Train workers (0: run the loop in the driver)"))
+    use_gpu: bool = field(default=False, metadata=_help("one GPU per worker"))
+    cpus_per_worker: float = field(default=1.0, metadata=_help("CPUs reserved per worker"))
+    address: str | None = field(default=None, metadata=_help("Ray address (default: $RAY_ADDRESS or a local Ray)"))
+    storage_path: str | None = field(default=None, metadata=_help("Ray Train storage (default: OUTPUT/ray)"))
+    max_failures: int = field(default=0, metadata=_help("worker-group restarts Ray Train may attempt"))
+    # --- output
+    output: str = field(default="cfp_output", metadata=_help("output folder (results.json, prompt/, logs)"))
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, key: str, rule: str) -> None:
+            if not ok:
+                raise ConfigError(f"{key}: got {getattr(self, key)!r}; expected {rule}")
+
+        need(self.dataset in DATASETS, "dataset", f"one of {list(DATASETS)}")
+        need(bool(ATTRIBUTE_RE.match(self.attribute)), "attribute", "a lower-case attribute name")
+        need(self.discriminator_weight >= 0, "discriminator_weight", ">= 0")
+        for key in ("prefix_length", "ffn_hidden", "discriminator_hidden", "epochs", "batch_size", "num_beams"):
+            need(getattr(self, key) >= 1, key, ">= 1")
+        for key in ("discriminator_layers", "disc_warmup_epochs", "rec_steps", "together_steps", "disc_steps"):
+            need(getattr(self, key) >= 0, key, ">= 0")
+        for key in ("max_failures", "num_workers", "backbone_epochs"):
+            need(getattr(self, key) >= 0, key, ">= 0")
+        need(self.max_history >= 1, "max_history", ">= 1")
+        need(self.rec_steps + self.together_steps >= 1, "rec_steps", ">= 1 (or together_steps >= 1)")
+        need(self.disc_warmup_epochs < self.epochs, "disc_warmup_epochs", f"< epochs ({self.epochs})")
+        for key in ("prefix_lr", "discriminator_lr", "cpus_per_worker"):
+            need(getattr(self, key) > 0, key, "> 0")
+        need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(self.grad_clip > 0, "grad_clip", "> 0")
+        need(0 < self.hit_bound <= 1, "hit_bound", "in (0, 1]")
+        need(self.probe_folds >= 1, "probe_folds", ">= 1")
+        need(self.eval_users is None or self.eval_users >= 1, "eval_users", ">= 1 or None")
+        need(self.synthetic_users >= 20, "synthetic_users", ">= 20")
+        need(self.synthetic_items >= 10, "synthetic_items", ">= 10")
+        need(self.synthetic_signal >= 0, "synthetic_signal", ">= 0")
+        if self.dataset != "synthetic":
+            need(self.data_dir is not None, "data_dir", f"a folder with the {self.dataset} files")
+        if self.data_dir is not None:
+            need(Path(self.data_dir).is_dir(), "data_dir", "an existing folder")
+        if self.backbone is not None:
+            need((Path(self.backbone) / "config.json").is_file(), "backbone", "a P5 model folder (with config.json)")
+
+    @property
+    def prompt(self) -> PromptConfig:
+        return PromptConfig(self.prefix_length, self.ffn_hidden, self.reweighter)
