@@ -1,0 +1,136 @@
+"""Test-time evaluation of an FCPO policy (or any scoring rule) by a deterministic test rollout.
+
+Every test user starts from their test start state; each of the T steps recommends K unseen items.
+The rollout's ranked list is the step-major concatenation (step 1's K items in rank order, then
+step 2's, ...). Ranking metrics at N use its first N entries; recall's denominator is the user's
+held-out positives counted *before* the rollout (the reference counted after, inflating recall).
+Exposure metrics (Gini over all items, popularity rate) and cost use the whole rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from fairrec_ray.fcpo.env import RecVectorEnv
+from fairrec_ray.fcpo.env_data import RecEnvData, Split
+from fairrec_ray.metrics import (
+    exposure_counts,
+    gini_index,
+    popularity_rate,
+    precision_recall_f1_ndcg_at_k,
+    violation_rate,
+)
+
+# Keys of the evaluation dict (besides the ranking metrics named like "recall@10").
+GINI = "gini"
+POPULARITY_RATE = "popularity_rate"
+COST_MEAN = "cost"  # undiscounted popular items per episode
+COST_DISCOUNTED = "cost_discounted"  # J_C, comparable with the limit d
+COST_LIMIT = "cost_limit"
+VIOLATION_RATE = "violation_rate"  # share of users whose discounted cost exceeds d
+REWARD_MEAN = "reward"
+
+# obs [n, obs_dim] float32 -> action w [n, dim]; or, for non-RL baselines, see ``ScoreFn``.
+PolicyFn = Callable[[np.ndarray], np.ndarray]
+
+
+def module_policy(module: Any) -> PolicyFn:
+    """Deterministic policy: the Gaussian actor's mean."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            inputs = module.dist_inputs(torch.from_numpy(obs))
+        return inputs[:, : inputs.shape[1] // 2].numpy()
+
+    return act
+
+
+def algo_policy(algo: Any) -> PolicyFn:
+    """The learner's current actor (works for num_learners 0 or 1 and any number of EnvRunners)."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    spec = algo.config.get_rl_module_spec(spaces=_spaces(algo.config.env_data), inference_only=False)
+    module = spec.build()
+    module.set_state(algo.learner_group.get_weights()[DEFAULT_MODULE_ID])
+    module.eval()
+    return module_policy(module)
+
+
+def _spaces(data: RecEnvData) -> dict[str, Any]:
+    env = RecVectorEnv(data, num_envs=1, top_k=1, horizon=1)
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    return {DEFAULT_MODULE_ID: (env.single_observation_space, env.single_action_space)}
+
+
+def rollout(
+    data: RecEnvData,
+    policy: PolicyFn,
+    top_k: int,
+    horizon: int,
+    split: Split = "test",
+    batch_size: int = 2048,
+    gamma_c: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Run every user of ``split`` once; returns ``recommended`` [U, T*K], ``relevant`` [U, I] bool
+    (held-out positives before the rollout), ``n_relevant`` [U], ``reward`` [U], ``cost`` [U],
+    ``cost_discounted`` [U]."""
+    n_users = data.n_users
+    recommended = np.zeros((n_users, horizon * top_k), np.int64)
+    relevant = np.zeros((n_users, data.n_items), bool)
+    n_relevant = np.zeros(n_users, np.int64)
+    reward, cost, cost_disc = np.zeros(n_users), np.zeros(n_users), np.zeros(n_users)
+    for lo in range(0, n_users, batch_size):
+        rows = np.arange(lo, min(lo + batch_size, n_users))
+        env = RecVectorEnv(data, num_envs=len(rows), top_k=top_k, horizon=horizon, split=split)
+        obs, _ = env.reset(options={"users": rows})
+        relevant[rows] = env.remaining.numpy()
+        n_relevant[rows] = env.n_positives
+        for t in range(horizon):
+            obs, r, _, _, info = env.step(policy(obs))
+            recommended[rows, t * top_k : (t + 1) * top_k] = env.last_recommended.numpy()
+            reward[rows] += r
+            cost[rows] += info["cost"]
+            cost_disc[rows] += gamma_c**t * info["cost"]
+    return {
+        "recommended": recommended,
+        "relevant": relevant,
+        "n_relevant": n_relevant,
+        "reward": reward,
+        "cost": cost,
+        "cost_discounted": cost_disc,
+    }
+
+
+def evaluate_policy(
+    data: RecEnvData,
+    policy: PolicyFn,
+    top_k: int,
+    horizon: int,
+    cost_limit: float = float("inf"),
+    gamma_c: float = 1.0,
+    at: Sequence[int] = (10,),
+    split: Split = "test",
+) -> dict[str, float]:
+    """Ranking metrics at each N in ``at`` (capped at T*K) plus exposure and cost metrics."""
+    out = rollout(data, policy, top_k, horizon, split=split, gamma_c=gamma_c)
+    return summarize(out, data, cost_limit, at)
+
+
+def summarize(out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, at: Sequence[int]) -> dict[str, float]:
+    recommended = out["recommended"]
+    result: dict[str, float] = {}
+    for n in sorted({min(int(k), recommended.shape[1]) for k in at}):
+        result.update(precision_recall_f1_ndcg_at_k(recommended, out["relevant"], out["n_relevant"], k=n))
+    result[GINI] = gini_index(exposure_counts(recommended, data.n_items))
+    result[POPULARITY_RATE] = popularity_rate(recommended, data.popular)
+    result[REWARD_MEAN] = float(out["reward"].mean())
+    result[COST_MEAN] = float(out["cost"].mean())
+    result[COST_DISCOUNTED] = float(out["cost_discounted"].mean())
+    result[COST_LIMIT] = float(cost_limit)
+    result[VIOLATION_RATE] = violation_rate(out["cost_discounted"], cost_limit)
+    return result
