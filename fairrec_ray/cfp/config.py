@@ -35,6 +35,7 @@ class CFPConfig:
     synthetic_interactions: float = field(default=24.0, metadata=_help("synthetic: mean interactions per user"))
     synthetic_signal: float = field(default=3.0, metadata=_help("synthetic: attribute -> preference strength"))
     max_history: int = field(default=20, metadata=_help("history items in a prompt (most recent)"))
+    samples_per_user: int = field(default=4, metadata=_help("training prompts per user and epoch (0: every position)"))
     # --- backbone
     backbone: str | None = field(default=None, metadata=_help("P5 backbone folder; absent: pre-train a tiny one"))
     backbone_cache: str | None = field(
@@ -94,6 +95,7 @@ class CFPConfig:
         for key in ("max_failures", "num_workers", "backbone_epochs"):
             need(getattr(self, key) >= 0, key, ">= 0")
         need(self.max_history >= 1, "max_history", ">= 1")
+        need(self.samples_per_user >= 0, "samples_per_user", ">= 0")
         need(self.rec_steps + self.together_steps >= 1, "rec_steps", ">= 1 (or together_steps >= 1)")
         need(self.disc_warmup_epochs < self.epochs, "disc_warmup_epochs", f"< epochs ({self.epochs})")
         for key in ("prefix_lr", "discriminator_lr", "cpus_per_worker"):

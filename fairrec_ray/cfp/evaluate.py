@@ -1,0 +1,79 @@
+"""Evaluation of a CFP model — or of its bare backbone, through the same code (``prompt=False``):
+ranking quality (``p5.generate.evaluate_ranking``) and the fairness probe on frozen user
+representations (``probe.probe_auc``). Result keys are the constants below."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from fairrec_ray.cfp.data import CFPData
+from fairrec_ray.cfp.model import CFPModel
+from fairrec_ray.cfp.probe import probe_auc
+
+PROBE_AUC = "probe_auc"
+PROBE_AUC_OVR = "probe_auc_ovr"
+HIT_KEYS = ("hit@1", "hit@3", "hit@5", "hit@10", "ndcg@5", "ndcg@10")
+
+
+@torch.no_grad()
+def user_representations(model: CFPModel, data: CFPData, prompt: bool = True) -> np.ndarray:
+    """[n_split_users, d] mean-pooled encoder states over the user-id tokens (split order)."""
+    was_training = model.training
+    model.eval()
+    context = contextlib.nullcontext() if prompt else model.encoder_prefix.disabled()
+    out = []
+    with context:
+        for batch in data.user_batches():
+            out.append(model.encode_users(batch["input_ids"], batch["attention_mask"], batch["user_token_mask"]))
+    model.train(was_training)
+    return torch.cat(out).float().cpu().numpy()
+
+
+def fairness_metrics(model: CFPModel, data: CFPData, folds: int, seed: int, prompt: bool = True) -> dict[str, float]:
+    features = user_representations(model, data, prompt)
+    result = probe_auc(features, data.labels[data.split.users], folds=folds, seed=seed)
+    return result.as_dict()
+
+
+@torch.no_grad()
+def ranking_metrics(
+    model: CFPModel,
+    data: CFPData,
+    stage: str,
+    protocol: str,
+    num_beams: int,
+    max_users: int | None,
+    seed: int,
+    prompt: bool = True,
+) -> dict[str, float]:
+    from fairrec_ray.p5.generate import evaluate_ranking
+
+    was_training = model.training
+    model.eval()
+    seq2seq = model.peft if prompt else model.backbone
+    context = contextlib.nullcontext() if prompt else model.encoder_prefix.disabled()
+    with context:
+        metrics = evaluate_ranking(
+            seq2seq,
+            data.tokenizer,
+            data.split,
+            protocol,
+            stage=stage,
+            num_beams=num_beams,
+            max_users=max_users,
+            max_history=data.max_history,
+            seed=seed,
+        )
+    model.train(was_training)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def evaluate(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = True) -> dict[str, float]:
+    """Probe AUC + ranking metrics at ``stage`` ("valid" or "test")."""
+    out = fairness_metrics(model, data, config.probe_folds, config.seed, prompt)
+    max_users = config.eval_users if stage == "valid" else None
+    out.update(ranking_metrics(model, data, stage, config.protocol, config.num_beams, max_users, config.seed, prompt))
+    return out

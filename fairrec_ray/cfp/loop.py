@@ -1,0 +1,196 @@
+"""The Ray Train loop (one call per worker): adversarial prefix training on a frozen P5.
+
+Per batch, by ``schedule.phase_for``:
+
+* prompt step (REC / TOGETHER): ``L = L_rec − λ·L_disc`` through the DDP-wrapped CFP model; the
+  discriminator is evaluated through its *unwrapped* module in eval mode, and the gradient that the
+  backward leaves on its parameters is dropped before its own step — so the prompt update sees
+  the discriminator as a fixed function and the discriminator's update never sees the prompt's
+  objective (the UP5 code let these mix);
+* discriminator step (WARMUP / TOGETHER / DISC): ``L_disc`` on *detached* representations, through
+  the DDP-wrapped discriminator (gradients averaged over workers).
+
+Per epoch: losses averaged over workers; rank 0 evaluates (probe AUC + validation hit@k), saves
+a checkpoint (prompt + discriminator + optimisers) and every rank calls ``ray.train.report`` once.
+Resume: ``ray.train.get_checkpoint()`` (a Ray-restored run) or, in local mode (0 workers), the
+newest ``epoch_*`` folder under ``local_checkpoint_root``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+from ray.train import Checkpoint
+from ray.train.torch import prepare_model
+
+from fairrec_ray.cfp.config import CFPConfig
+from fairrec_ray.cfp.data import CFPData, seed_everything
+from fairrec_ray.cfp.discriminator import Discriminator, discriminator_accuracy, discriminator_loss
+from fairrec_ray.cfp.evaluate import evaluate
+from fairrec_ray.cfp.model import CFPModel, build_cfp_model
+from fairrec_ray.cfp.schedule import phase_for
+from fairrec_ray.config import build_config
+
+log = logging.getLogger(__name__)
+STATE_FILE = "cfp_state.pt"
+
+
+def prompt_state(model: CFPModel) -> dict[str, torch.Tensor]:
+    """Only what CFP trains (the backbone is saved once, elsewhere)."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def build_models(config: CFPConfig, backbone_dir: str, state: dict[str, Any] | None = None):
+    """(CFP model, discriminator, data) for ``config``, restored from ``state`` when given."""
+    from fairrec_ray.p5 import load_p5
+
+    backbone, tokenizer = load_p5(backbone_dir)
+    data = CFPData.build(config, tokenizer)
+    seed_everything(config.seed)  # identical prompt/discriminator init on every rank
+    model = build_cfp_model(backbone, config.prompt)
+    disc = Discriminator(
+        backbone.config.d_model, data.n_classes, config.discriminator_hidden, config.discriminator_layers
+    )
+    if state is not None:
+        missing = model.load_state_dict(state["prompt"], strict=False)
+        if missing.unexpected_keys:
+            raise ValueError(f"checkpoint holds unknown prompt keys {missing.unexpected_keys[:3]}")
+        disc.load_state_dict(state["discriminator"])
+    return model, disc, data
+
+
+def latest_local_checkpoint(root: str | None) -> Checkpoint | None:
+    if not root or not Path(root).is_dir():
+        return None
+    folders = sorted(Path(root).glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]))
+    return Checkpoint.from_directory(str(folders[-1])) if folders else None
+
+
+def load_state(checkpoint: Checkpoint) -> dict[str, Any]:
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+
+
+def _allreduce_mean(values: dict[str, float], world: int) -> dict[str, float]:
+    if world <= 1 or not torch.distributed.is_initialized():
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    torch.distributed.all_reduce(tensor)
+    return {k: float(v) / world for k, v in zip(keys, tensor.tolist())}
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    config = build_config(CFPConfig, loop_config["config"], "train_loop_config")
+    backbone_dir = loop_config["backbone_dir"]
+    local_root = loop_config.get("local_checkpoint_root")
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
+
+    checkpoint = ray.train.get_checkpoint() or latest_local_checkpoint(local_root)
+    state = load_state(checkpoint) if checkpoint is not None else None
+    model, disc, data = build_models(config, backbone_dir, state)
+    raw_model, raw_disc = model, disc
+    opt_p = torch.optim.AdamW(raw_model.prompt_parameters(), lr=config.prefix_lr, weight_decay=config.weight_decay)
+    opt_d = torch.optim.AdamW(raw_disc.parameters(), lr=config.discriminator_lr, weight_decay=config.weight_decay)
+    start_epoch = 0
+    if state is not None:
+        opt_p.load_state_dict(state["opt_prompt"])
+        opt_d.load_state_dict(state["opt_disc"])
+        start_epoch = state["epoch"] + 1
+        if rank == 0:
+            log.info("cfp: resuming after epoch %d", state["epoch"])
+    model = prepare_model(model)
+    disc = prepare_model(disc)
+    lam = config.discriminator_weight
+
+    for epoch in range(start_epoch, config.epochs):
+        seed_everything(config.seed + 1000 * epoch, rank)
+        sums = {"rec_loss": 0.0, "disc_loss": 0.0, "disc_acc": 0.0}
+        counts = {"rec_loss": 0, "disc_loss": 0}
+        started = time.perf_counter()
+        n_examples = 0
+        batches = data.train_batches(epoch, config.seed, config.batch_size, rank, world, config.samples_per_user)
+        for step, batch in enumerate(batches):
+            phase = phase_for(
+                epoch, step, config.disc_warmup_epochs, config.rec_steps, config.together_steps, config.disc_steps
+            )
+            attr = batch["attribute"]
+            rep = None
+            n_examples += len(attr)
+            if phase.updates_prompt:
+                model.train()
+                raw_disc.eval()
+                rec_loss, rep = model(
+                    batch["input_ids"], batch["attention_mask"], batch["labels"], batch["user_token_mask"]
+                )
+                loss = rec_loss
+                if lam > 0:
+                    loss = rec_loss - lam * discriminator_loss(raw_disc(rep), attr)
+                opt_p.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(raw_model.prompt_parameters(), config.grad_clip)
+                opt_p.step()
+                opt_d.zero_grad(set_to_none=True)  # drop the adversarial term's gradient on the discriminator
+                sums["rec_loss"] += float(rec_loss)
+                counts["rec_loss"] += 1
+                rep = rep.detach()
+            if phase.updates_discriminator:
+                if rep is None:
+                    raw_model.eval()
+                    with torch.no_grad():
+                        rep = raw_model.encode_users(
+                            batch["input_ids"], batch["attention_mask"], batch["user_token_mask"]
+                        )
+                disc.train()
+                logits = disc(rep)
+                d_loss = discriminator_loss(logits, attr)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                sums["disc_loss"] += float(d_loss)
+                sums["disc_acc"] += discriminator_accuracy(logits.detach(), attr)
+                counts["disc_loss"] += 1
+        elapsed = time.perf_counter() - started
+        metrics: dict[str, float] = {
+            "rec_loss": sums["rec_loss"] / max(1, counts["rec_loss"]),
+            "disc_loss": sums["disc_loss"] / max(1, counts["disc_loss"]),
+            "disc_acc": sums["disc_acc"] / max(1, counts["disc_loss"]),
+            "examples_per_s": n_examples / max(elapsed, 1e-9),
+        }
+        metrics = _allreduce_mean(metrics, world)
+        metrics["examples_per_s"] *= world  # throughput of the whole group
+        metrics.update(epoch=epoch, phase="warmup" if epoch < config.disc_warmup_epochs else "adversarial")
+        metrics["train_seconds"] = elapsed
+        if rank == 0:
+            if config.eval_every_epoch:
+                metrics.update({f"valid_{k}": v for k, v in evaluate(raw_model, data, config, "valid").items()})
+            log.info("cfp epoch %d: %s", epoch, _fmt(metrics))
+            folder = Path(local_root) / f"epoch_{epoch:04d}" if local_root else Path(tempfile.mkdtemp(prefix="cfp-"))
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {
+                    "epoch": epoch,
+                    "prompt": prompt_state(raw_model),
+                    "discriminator": raw_disc.state_dict(),
+                    "opt_prompt": opt_p.state_dict(),
+                    "opt_disc": opt_d.state_dict(),
+                    "metrics": metrics,
+                },
+                folder / STATE_FILE,
+            )
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(folder)))
+        else:
+            ray.train.report(metrics)
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    keep = ("rec_loss", "disc_loss", "disc_acc", "valid_probe_auc", "valid_hit@10", "examples_per_s")
+    return " ".join(f"{k}={metrics[k]:.4g}" for k in keep if k in metrics)

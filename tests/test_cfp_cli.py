@@ -1,0 +1,30 @@
+"""Bad arguments to ``python -m fairrec_ray.train_cfp``: one clear line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attribute", "religion"], "unknown attribute 'religion'"),
+        (["--discriminator-weight", "-1"], "discriminator_weight: got -1.0; expected >= 0"),
+        (["--backbone", "/nonexistent/p5"], "backbone: got '/nonexistent/p5'; expected a P5 model folder"),
+        (["prefix_length=0"], "prefix_length: got 0; expected >= 1"),
+        (["colour=red"], "unknown key 'colour'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fairrec_ray.train_cfp", "--output", str(out), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not out.exists()
