@@ -164,7 +164,7 @@ class FCPOTorchLearner(TorchLearner):
             keys.CPO_ACCEPTED: float(result.accepted),
             keys.REWARD_SURROGATE_GAIN: result.reward_improvement,
             keys.COST_SURROGATE_CHANGE: result.cost_change,
-            keys.POLICY_STD: float(module.log_std.exp().mean()),
+            keys.POLICY_STD: float(module.log_std.detach().exp().mean()),
         }
         for key, value in values.items():
             self.metrics.log_value((DEFAULT_MODULE_ID, key), value, window=1)

@@ -30,14 +30,14 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 
 class FCPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """``model_config``: ``actor_hidden`` (default (64, 64)), ``critic_hidden`` ((64, 64)),
-    ``init_log_std`` (-0.5)."""
+    ``init_log_std`` (-1.0)."""
 
     def setup(self) -> None:
-        cfg = self.model_config or {}
+        cfg = dict(self.model_config or {})
         obs_dim = int(self.observation_space.shape[0])
         act_dim = int(self.action_space.shape[0])
         self.pi = mlp(obs_dim, tuple(cfg.get("actor_hidden", (64, 64))), act_dim)
-        self.log_std = nn.Parameter(torch.full((act_dim,), float(cfg.get("init_log_std", -0.5))))
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(cfg.get("init_log_std", -1.0))))
         if not self.inference_only:
             critic_hidden = tuple(cfg.get("critic_hidden", (64, 64)))
             self.vf = mlp(obs_dim, critic_hidden, 1)

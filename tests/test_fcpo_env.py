@@ -1,0 +1,169 @@
+"""FCPO env, connectors, surrogates and config checks (no Ray instance needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from fcpo_fixtures import planted_env_data
+
+from fairrec_ray.errors import ConfigError
+from fairrec_ray.fcpo import keys
+from fairrec_ray.fcpo.env import INFO_COST, RecVectorEnv, check_env_sizes
+from fairrec_ray.fcpo.evaluation import evaluate_policy
+from fairrec_ray.fcpo.surrogates import gaussian_kl, gaussian_log_prob
+
+
+def _run_episode(env: RecVectorEnv, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    env.reset(seed=0)
+    recs, rewards, costs = [], [], []
+    for _ in range(env.horizon):
+        _, r, _, _, info = env.step(rng.normal(size=(env.num_envs, env.data.dim)).astype(np.float32))
+        recs.append(env.last_recommended.numpy().copy())
+        rewards.append(r)
+        costs.append(info[INFO_COST])
+    return np.concatenate(recs, axis=1), np.stack(rewards, 1), np.stack(costs, 1)
+
+
+def test_no_item_recommended_twice_and_start_state_masked():
+    data = planted_env_data(n_users=32)
+    env = RecVectorEnv(data, num_envs=32, top_k=4, horizon=8)
+    recs, _, _ = _run_episode(env, np.random.default_rng(1))
+    rows = env.rows
+    for u in range(env.num_envs):
+        assert len(set(recs[u])) == recs.shape[1]
+        assert not set(recs[u]) & set(data.train_start[rows[u]])
+
+
+def test_cost_counts_popular_items_and_reward_pays_once():
+    data = planted_env_data(n_users=16)
+    env = RecVectorEnv(data, num_envs=16, top_k=5, horizon=6)
+    recs, rewards, costs = _run_episode(env, np.random.default_rng(2))
+    np.testing.assert_allclose(costs.sum(1), data.popular[recs].sum(1))
+    positives = set(range(18))  # planted: items 0..17 are every user's held-out positives
+    hits = np.array([len(positives & set(row)) for row in recs])
+    np.testing.assert_allclose(rewards.sum(1), hits)
+    assert (rewards.sum(1) <= len(positives)).all()
+
+
+def test_hit_joins_state_window_and_obs_has_time():
+    data = planted_env_data(n_users=4)
+    env = RecVectorEnv(data, num_envs=4, top_k=1, horizon=3)
+    env.reset(options={"users": np.arange(4)})
+    w = np.tile(np.array([[0.0, 1.0, 0.0, 0.0]], np.float32), (4, 1))  # points at the axis-1 positives
+    obs, reward, *_ = env.step(w)
+    item = env.last_recommended[:, 0].numpy()
+    assert (reward == 1).all() and (item >= 12).all() and (item < 18).all()
+    np.testing.assert_array_equal(env.window[:, -1].numpy(), item)
+    np.testing.assert_allclose(obs[:, -5:-1], data.item_emb[item])
+    np.testing.assert_allclose(obs[:, -1], 1 / 3)
+
+
+def test_vector_autoreset_next_step():
+    data = planted_env_data(n_users=8)
+    env = RecVectorEnv(data, num_envs=8, top_k=2, horizon=2)
+    env.reset(seed=0)
+    zeros = np.zeros((8, 4), np.float32)
+    env.step(zeros)
+    _, _, terminated, _, _ = env.step(zeros)
+    assert terminated.all()
+    obs, reward, terminated, truncated, _ = env.step(zeros)  # reset step
+    assert not terminated.any() and not truncated.any() and (reward == 0).all()
+    np.testing.assert_allclose(obs[:, -1], 0.0)
+
+
+def test_recall_denominator_counts_positives_before_rollout():
+    data = planted_env_data(n_users=8)
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return np.tile(np.array([[1.0, 1.0, 0.0, 0.0]], np.float32), (len(obs), 1))
+
+    metrics = evaluate_policy(data, policy, top_k=6, horizon=3, at=(6, 18))
+    # 18 positives before the rollout; the 18 recommended items are exactly them.
+    assert metrics["recall@18"] == pytest.approx(1.0)
+    assert metrics["precision@6"] == pytest.approx(1.0)
+    assert metrics["recall@6"] == pytest.approx(6 / 18)
+    assert metrics["cost"] == pytest.approx(12.0)  # all 12 popular items were shown once
+
+
+def test_bad_env_sizes_raise_clear_errors():
+    with pytest.raises(ConfigError, match=r"top_k=61 > number of items 60"):
+        check_env_sizes(n_items=60, n_start=5, top_k=61, horizon=1)
+    with pytest.raises(ConfigError, match=r"top_k \* horizon = 60 .* lower top_k or horizon"):
+        check_env_sizes(n_items=60, n_start=5, top_k=10, horizon=6)
+
+
+@pytest.mark.parametrize("alpha", [0, -0.5, math.nan, math.inf])
+def test_bad_alpha_raises(alpha):
+    from fairrec_ray.fcpo.config import FCPOConfig
+
+    with pytest.raises(ConfigError, match=r"alpha: got .*expected a finite number > 0"):
+        FCPOConfig().training(alpha=alpha)
+
+
+def test_config_rejects_k_larger_than_items_and_derives_limit():
+    from fairrec_ray.fcpo.config import FCPOConfig
+
+    data = planted_env_data(n_users=8)
+    with pytest.raises(ConfigError, match=r"top_k=61 > number of items 60"):
+        FCPOConfig().recommendation(data=data, top_k=61, horizon=1).validate()
+    config = FCPOConfig().recommendation(data=data, top_k=4, horizon=3).training(alpha=0.25, gamma_c=1.0)
+    assert config.cost_limit == pytest.approx(0.2 * 4 * 3)
+    assert math.isinf(FCPOConfig().cost_limit)
+    with pytest.raises(ConfigError, match=r"num_learners: got 2; expected 0 or 1"):
+        FCPOConfig().recommendation(data=data, top_k=4, horizon=3).learners(num_learners=2).validate()
+
+
+def test_cost_connectors_shift_infos_and_only_centre():
+    from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from fairrec_ray.fcpo.connectors import AddCostsFromInfos, CostAdvantageEstimation
+
+    costs = [3.0, 1.0, 2.0]
+    episode = SingleAgentEpisode(
+        observations=[np.zeros(2, np.float32)] * 4,
+        actions=[np.zeros(1, np.float32)] * 3,
+        rewards=[0.0] * 3,
+        infos=[{INFO_COST: 0.0}] + [{INFO_COST: c} for c in costs],
+        terminated=True,
+        len_lookback_buffer=0,
+    ).to_numpy()
+    batch: dict = {}
+    shared: dict = {}
+    batch = AddOneTsToEpisodesAndTruncate()(rl_module=None, batch=batch, episodes=[episode], shared_data=shared)
+    batch = AddCostsFromInfos(gamma_c=0.5)(rl_module=None, batch=batch, episodes=[episode], shared_data=shared)
+    (column,) = batch[keys.COSTS].values()
+    (discount,) = batch[keys.COST_DISCOUNT].values()
+    np.testing.assert_allclose(column, [3.0, 1.0, 2.0, 0.0])  # cost of step t from infos[t + 1]
+    np.testing.assert_allclose(discount, [1.0, 0.5, 0.25, 0.0])
+
+    class ZeroCostCritic:
+        def compute_cost_values(self, batch):
+            return torch.zeros(len(batch[keys.COSTS]))
+
+    module_batch = {
+        keys.COSTS: torch.tensor(column),
+        "terminateds": torch.tensor([0.0, 0.0, 1.0, 0.0]),
+        "truncateds": torch.zeros(4),
+        "loss_mask": torch.tensor([True, True, True, False]),
+    }
+    out = CostAdvantageEstimation(gamma=1.0, lambda_=1.0)(
+        rl_module={"p": ZeroCostCritic()}, batch={"p": module_batch}, episodes=[]
+    )
+    adv = out["p"][keys.COST_ADVANTAGES].numpy()
+    cost_to_go = np.array([6.0, 3.0, 2.0])
+    np.testing.assert_allclose(adv[:3], cost_to_go - cost_to_go.mean(), atol=1e-6)  # centred, not rescaled
+    np.testing.assert_allclose(out["p"][keys.COST_VALUE_TARGETS].numpy()[:3], cost_to_go)
+
+
+def test_gaussian_helpers_match_torch_distributions():
+    torch.manual_seed(0)
+    m0, m1, s0, s1 = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3) * 0.3, torch.randn(5, 3) * 0.3
+    a = torch.randn(5, 3)
+    d0 = torch.distributions.Normal(m0, s0.exp())
+    d1 = torch.distributions.Normal(m1, s1.exp())
+    torch.testing.assert_close(gaussian_log_prob(a, m0, s0), d0.log_prob(a).sum(-1))
+    torch.testing.assert_close(gaussian_kl(m0, s0, m1, s1), torch.distributions.kl_divergence(d0, d1).sum(-1))
