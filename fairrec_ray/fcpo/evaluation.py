@@ -134,3 +134,52 @@ def summarize(out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, a
     result[COST_LIMIT] = float(cost_limit)
     result[VIOLATION_RATE] = violation_rate(out["cost_discounted"], cost_limit)
     return result
+
+
+def static_rollout(
+    data: RecEnvData,
+    scores: np.ndarray,
+    top_k: int,
+    horizon: int,
+    popular_share: float | None = None,
+    gamma_c: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """The test rollout of a non-RL baseline with fixed per-user ``scores`` [U, I] (MostPop, MF).
+
+    Same masking as the env (start state + history; nothing shown twice). With ``popular_share``
+    the lists are fairly re-ranked: by step t at most ``floor(share * K * (t + 1))`` popular items
+    in total, the freed slots going to the best long-tail items (greedy, score order).
+    """
+    probe = RecVectorEnv(data, num_envs=data.n_users, top_k=top_k, horizon=horizon, split="test")
+    probe.reset(options={"users": np.arange(data.n_users)})
+    relevant = probe.remaining.numpy().copy()
+    base = np.where(probe.shown.numpy(), -np.inf, scores.astype(np.float64))
+    n, rows = data.n_users, np.arange(data.n_users)[:, None]
+    used = np.zeros(n, np.int64)
+    recommended = np.zeros((n, horizon * top_k), np.int64)
+    cost, cost_disc = np.zeros(n), np.zeros(n)
+    for t in range(horizon):
+        if popular_share is None:
+            pick = np.argsort(-base, axis=1, kind="stable")[:, :top_k]
+        else:
+            budget = np.floor(popular_share * top_k * (t + 1) + 1e-9).astype(np.int64) - used
+            cand = np.argsort(-base, axis=1, kind="stable")[:, : 2 * top_k + int(data.popular.sum())]
+            is_pop = data.popular[cand]
+            accept = ~is_pop | (np.cumsum(is_pop, axis=1) <= budget[:, None])
+            order = np.argsort(~accept, axis=1, kind="stable")[:, :top_k]  # accepted first, score order kept
+            pick = np.take_along_axis(cand, order, axis=1)
+        recommended[:, t * top_k : (t + 1) * top_k] = pick
+        base[rows, pick] = -np.inf
+        c = data.popular[pick].sum(1)
+        used += c
+        cost += c
+        cost_disc += gamma_c**t * c
+    hits = np.take_along_axis(relevant, recommended, axis=1)
+    return {
+        "recommended": recommended,
+        "relevant": relevant,
+        "n_relevant": relevant.sum(1),
+        "reward": hits.sum(1).astype(np.float64),
+        "cost": cost,
+        "cost_discounted": cost_disc,
+    }
