@@ -1,0 +1,86 @@
+"""``P5TrainConfig``: every knob of P5 pre-training (the CLI's flags are generated from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fairrec_ray.data.registry import DATASETS
+from fairrec_ray.errors import ConfigError
+from fairrec_ray.p5.examples import ExampleConfig
+from fairrec_ray.p5.model import PRESETS
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class P5TrainConfig:
+    dataset: str = field(default="synthetic", metadata=_help(f"dataset name: {', '.join(DATASETS)}"))
+    data_dir: str | None = field(default=None, metadata=_help("folder with the dataset's files"))
+    output: str = field(default="runs/p5", metadata=_help("output folder (re-run with the same one to resume)"))
+    preset: str = field(default="tiny", metadata=_help(f"model size: {', '.join(PRESETS)}"))
+    model: str | None = field(default=None, metadata=_help("initialise from a local HF T5/P5 checkpoint folder"))
+    epochs: int = field(default=10, metadata=_help("training epochs"))
+    batch_size: int = field(default=64, metadata=_help("per-worker batch size"))
+    lr: float = field(default=1e-3, metadata=_help("AdamW learning rate (paper: 1e-3)"))
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay (paper: 0.01)"))
+    warmup_ratio: float = field(default=0.1, metadata=_help("share of steps of linear warm-up (paper: 0.1)"))
+    grad_clip: float = field(default=1.0, metadata=_help("gradient-norm clip (paper: 1.0)"))
+    max_history: int = field(default=20, metadata=_help("items of history in a prompt (paper: 20)"))
+    n_candidates: int = field(default=10, metadata=_help("candidates listed by 2-7/2-8/5-5..5-8 (paper: 100)"))
+    direct_per_user: int = field(default=2, metadata=_help("direct-task (5-x) prompts per user and epoch"))
+    max_seq_per_user: int = field(default=0, metadata=_help("sequential prompts per user and epoch (0 = all)"))
+    item_indexing: Literal["raw", "sequential"] = field(
+        default="raw", metadata=_help("item numbers: raw (item_idx+1) or P5's sequential indexing of train sequences")
+    )
+    num_workers: int = field(default=1, metadata=_help("Ray Train workers (0 = in-process, no workers)"))
+    use_gpu: bool = field(default=False, metadata=_help("one GPU per worker"))
+    torch_threads: int = field(
+        default=1, metadata=_help("torch threads per worker (0 = cores / workers); 1 is fastest on a busy CPU")
+    )
+    val_protocol: Literal["full", "sampled-100"] = field(default="full", metadata=_help("validation protocol"))
+    val_users: int = field(default=0, metadata=_help("validate on this many users (0 = all)"))
+    eval_batch_size: int = field(default=32, metadata=_help("users per beam-search batch"))
+    num_beams: int = field(default=20, metadata=_help("beams (paper: 20)"))
+    min_interactions: int = field(default=3, metadata=_help("drop users with fewer interactions"))
+    synthetic_users: int = field(default=943, metadata=_help("synthetic dataset: users"))
+    synthetic_items: int = field(default=1682, metadata=_help("synthetic dataset: items"))
+    synthetic_interactions: float = field(default=106.0, metadata=_help("synthetic: mean interactions per user"))
+    seed: int = field(default=0, metadata=_help("seed of init, prompts, sampling"))
+    address: str | None = field(default=None, metadata=_help("Ray address (default: RAY_ADDRESS or local)"))
+    crash_after_epoch: int = field(default=0, metadata=_help("testing: fail right after this epoch's checkpoint"))
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset: got {self.dataset!r}; expected one of {list(DATASETS)}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: got {self.preset!r}; expected one of {list(PRESETS)}")
+        positive = ("epochs", "batch_size", "max_history", "n_candidates", "eval_batch_size", "num_beams")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: got {getattr(self, name)}; must be >= 1")
+        nonneg = ("num_workers", "torch_threads", "val_users", "direct_per_user", "max_seq_per_user")
+        nonneg += ("crash_after_epoch",)
+        for name in nonneg:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: got {getattr(self, name)}; must be >= 0")
+        if not self.lr > 0:
+            raise ConfigError(f"lr: got {self.lr}; must be > 0")
+        if self.weight_decay < 0 or self.grad_clip <= 0:
+            raise ConfigError(f"weight_decay/grad_clip: got {self.weight_decay}/{self.grad_clip}; need >= 0 / > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio: got {self.warmup_ratio}; must be in [0, 1)")
+        if self.eval_batch_size < 2:
+            raise ConfigError(f"eval_batch_size: got {self.eval_batch_size}; evaluation is batched, use >= 2")
+        if self.use_gpu and self.num_workers == 0:
+            raise ConfigError("use_gpu: needs num_workers >= 1 (GPUs are assigned to Ray Train workers)")
+        if self.dataset != "synthetic" and not self.data_dir:
+            raise ConfigError(f"data_dir: dataset {self.dataset!r} needs --data-dir")
+
+    def example_config(self) -> ExampleConfig:
+        return ExampleConfig(
+            max_history=self.max_history, n_candidates=self.n_candidates,
+            direct_per_user=self.direct_per_user, max_seq_per_user=self.max_seq_per_user,
+        )  # fmt: skip

@@ -1,0 +1,127 @@
+"""Driver side of P5 pre-training: data, tokenizer, the Ray Train ``TorchTrainer``, export.
+
+``train_p5(config) -> Path`` returns ``OUTPUT/model`` (HF format + tokenizer: ``load_p5`` reads
+it). Re-running with the same ``output`` resumes from the latest checkpoint (Ray Train restores
+its run state from ``OUTPUT/ray``; with ``num_workers=0`` the loop keeps its own checkpoint under
+``OUTPUT/ray/local``). The exported model is the best validation hit@10 epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fairrec_ray.cli import init_ray, write_json_atomic
+from fairrec_ray.config import config_to_dict
+from fairrec_ray.data import LeaveOneOutSplit, SyntheticConfig, leave_one_out, load_dataset
+from fairrec_ray.data.schema import RecDataset
+from fairrec_ray.p5.config import P5TrainConfig
+from fairrec_ray.p5.loop import DONE_FILE, train_loop_per_worker
+from fairrec_ray.p5.model import load_p5
+from fairrec_ray.p5.templates import TEMPLATES
+from fairrec_ray.p5.tokenizer import P5Tokenizer, build_tokenizer, sequential_item_numbers
+
+log = logging.getLogger(__name__)
+RUN_NAME = "p5"
+
+
+def load_split(cfg: P5TrainConfig) -> tuple[RecDataset, LeaveOneOutSplit]:
+    synthetic = SyntheticConfig(
+        n_users=cfg.synthetic_users, n_items=cfg.synthetic_items,
+        mean_interactions=cfg.synthetic_interactions,
+        min_interactions=min(20, int(cfg.synthetic_interactions)),
+    )  # fmt: skip
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed, synthetic=synthetic)
+    return dataset, leave_one_out(dataset, cfg.min_interactions)
+
+
+def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSplit) -> tuple[P5Tokenizer, Any]:
+    """The tokenizer (and initial weights) for training: from ``--model`` when given, else built."""
+    if cfg.model:
+        model, tok = load_p5(cfg.model, n_items=dataset.n_items)
+        if tok.n_items != dataset.n_items:
+            raise_mismatch(cfg.model, tok.n_items, dataset.n_items)
+        return tok, model.state_dict()
+    numbers = sequential_item_numbers(split.train, dataset.n_items) if cfg.item_indexing == "sequential" else None
+    return build_tokenizer(dataset.n_users, dataset.n_items, TEMPLATES, item_numbers=numbers), None
+
+
+def raise_mismatch(path: str, have: int, want: int) -> None:
+    from fairrec_ray.errors import ConfigError
+
+    raise ConfigError(f"model: {path} numbers {have} items but the dataset has {want}")
+
+
+def train_p5(cfg: P5TrainConfig) -> Path:
+    """Train (or resume) P5 with Ray Train; export the best epoch to ``OUTPUT/model``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    output = Path(cfg.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output / "config.json", config_to_dict(cfg))
+    dataset, split = load_split(cfg)
+    tok, init_state = make_tokenizer(cfg, dataset, split)
+    log.info(
+        "p5: %s, %d users, %d items, vocab %d, preset %s, %d workers",
+        dataset.name, len(split), dataset.n_items, tok.vocab_size, cfg.preset, cfg.num_workers,
+    )  # fmt: skip
+    if cfg.num_workers > 0:
+        init_ray(cfg.address)
+    loop_config: dict[str, Any] = {"config": asdict(cfg), "split": split, "tokenizer": tok, "init_state": init_state}
+    if cfg.num_workers == 0:
+        loop_config["local_checkpoint_root"] = str(output / "ray" / "local")
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=str(output / "ray"),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),  # each one carries best_model/ too
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    start = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - start
+    checkpoint = result.checkpoint
+    if checkpoint is None:
+        from fairrec_ray.errors import FairrecError
+
+        raise FairrecError(f"p5: training finished without a checkpoint under {output / 'ray'}")
+    with checkpoint.as_directory() as ckpt:
+        ckpt = Path(ckpt)
+        metrics = _read_json(ckpt / DONE_FILE)
+        history = _history(ckpt)
+        target = output / "model"
+        tmp = output / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(ckpt / "best_model", tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    best = max(history, key=lambda m: (m["val_hit@10"], -m["epoch"])) if history else metrics
+    write_json_atomic(
+        output / "results.json",
+        {"model_dir": str(target), "best_epoch": best["epoch"], "best": best, "history": history, "wall_s": wall},
+    )
+    log.info("p5: best epoch %s (val hit@10 %.4f) -> %s", best["epoch"], best["val_hit@10"], target)
+    return target
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def _history(ckpt: Path) -> list[dict]:
+    import torch
+
+    from fairrec_ray.p5.loop import STATE_FILE
+
+    return torch.load(ckpt / STATE_FILE, weights_only=False)["history"]
