@@ -30,9 +30,9 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     config = resolve_config(CFPConfig, build_parser().parse_args(argv))
     # Fail on a bad dataset/attribute before any output or Ray start (one line, exit 2).
-    from fairrec_ray.cfp.data import load_cfp_dataset
+    from fairrec_ray.cfp.data import load_cfp_split
 
-    load_cfp_dataset(config)
+    load_cfp_split(config)
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from fairrec_ray.cfp.job import run_cfp

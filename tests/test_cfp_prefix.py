@@ -32,8 +32,8 @@ def tiny_p5(seed: int = 0) -> tuple[P5Model, object]:
 
 def batch(tok) -> dict[str, torch.Tensor]:
     examples = [
-        PromptExample(f"Given the following interaction history of user_{u + 1} : {tok.items_text([u, u + 3, u + 5][: 1 + u % 3])} "
-                      "predict next possible item to be interacted by the user ?", tok.item_text(u + 7), u, u, "2-1")
+        PromptExample(f"Given the interaction history of user_{u + 1} : {tok.items_text([u, u + 3][: 1 + u % 2])}"
+                      " predict next possible item ?", tok.item_text(u + 7), u, u, "2-1")
         for u in (0, 4, 11, 25)
     ]  # fmt: skip
     return P5Collator(tok)(examples)

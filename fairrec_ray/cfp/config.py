@@ -1,6 +1,7 @@
 """CFPConfig: every knob of ``python -m fairrec_ray.train_cfp`` (YAML keys = field names).
 
-Defaults are the embedded demo: a small synthetic dataset with a strongly planted gender signal,
+Defaults are the embedded demo: a small synthetic dataset (the generator plants gender, age and
+occupation signals at its default strength; the backbone's pre-training uses the same data),
 the tiny P5 preset (pre-trained and cached when ``backbone`` is not given), 2 Ray Train workers on
 CPU, finishing in a few minutes on 2 cores. Paper-scale settings (ML-1M, prefix 10, 20 epochs,
 λ = 100 for age / 10 for occupation, lr 1e-4) are set through YAML or ``key=value``.
@@ -33,7 +34,6 @@ class CFPConfig:
     synthetic_users: int = field(default=400, metadata=_help("synthetic: number of users"))
     synthetic_items: int = field(default=200, metadata=_help("synthetic: number of items"))
     synthetic_interactions: float = field(default=24.0, metadata=_help("synthetic: mean interactions per user"))
-    synthetic_signal: float = field(default=3.0, metadata=_help("synthetic: attribute -> preference strength"))
     max_history: int = field(default=20, metadata=_help("history items in a prompt (most recent)"))
     samples_per_user: int = field(default=4, metadata=_help("training prompts per user and epoch (0: every position)"))
     # --- backbone
@@ -43,6 +43,7 @@ class CFPConfig:
     )
     backbone_preset: Literal["tiny", "small"] = field(default="tiny", metadata=_help("preset when pre-training"))
     backbone_epochs: int = field(default=6, metadata=_help("epochs when pre-training the backbone"))
+    backbone_seq_per_user: int = field(default=8, metadata=_help("pre-training prompts per user and epoch (0: all)"))
     # --- prompts
     prefix_length: int = field(default=10, metadata=_help("prefix tokens per side (encoder and decoder)"))
     ffn_hidden: int = field(default=128, metadata=_help("hidden width of the reparameterisation FFN"))
@@ -92,7 +93,7 @@ class CFPConfig:
             need(getattr(self, key) >= 1, key, ">= 1")
         for key in ("discriminator_layers", "disc_warmup_epochs", "rec_steps", "together_steps", "disc_steps"):
             need(getattr(self, key) >= 0, key, ">= 0")
-        for key in ("max_failures", "num_workers", "backbone_epochs"):
+        for key in ("max_failures", "num_workers", "backbone_epochs", "backbone_seq_per_user"):
             need(getattr(self, key) >= 0, key, ">= 0")
         need(self.max_history >= 1, "max_history", ">= 1")
         need(self.samples_per_user >= 0, "samples_per_user", ">= 0")
@@ -107,7 +108,6 @@ class CFPConfig:
         need(self.eval_users is None or self.eval_users >= 1, "eval_users", ">= 1 or None")
         need(self.synthetic_users >= 20, "synthetic_users", ">= 20")
         need(self.synthetic_items >= 10, "synthetic_items", ">= 10")
-        need(self.synthetic_signal >= 0, "synthetic_signal", ">= 0")
         if self.dataset != "synthetic":
             need(self.data_dir is not None, "data_dir", f"a folder with the {self.dataset} files")
         if self.data_dir is not None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from fairrec_ray.cfp.config import CFPConfig
-from fairrec_ray.data import LeaveOneOutSplit, RecDataset, SyntheticConfig, leave_one_out, load_dataset
+from fairrec_ray.data import LeaveOneOutSplit, RecDataset
 from fairrec_ray.p5.examples import ExampleConfig, P5Collator, eval_examples, train_examples
 from fairrec_ray.p5.tokenizer import P5Tokenizer
 
@@ -31,22 +32,14 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     torch.manual_seed(seed + rank)
 
 
-def synthetic_config(config: CFPConfig) -> SyntheticConfig:
-    mean = config.synthetic_interactions
-    return SyntheticConfig(
-        n_users=config.synthetic_users,
-        n_items=config.synthetic_items,
-        mean_interactions=mean,
-        min_interactions=min(5, int(mean)),
-        signal=config.synthetic_signal,
-        seed=config.seed,
-    )
+def load_cfp_split(config: CFPConfig) -> tuple[RecDataset, LeaveOneOutSplit]:
+    """Exactly the dataset and split the backbone is pre-trained on (P5's ``load_split``)."""
+    from fairrec_ray.cfp.backbone import p5_train_config
+    from fairrec_ray.p5.train import load_split
 
-
-def load_cfp_dataset(config: CFPConfig) -> RecDataset:
-    dataset = load_dataset(config.dataset, config.data_dir, seed=config.seed, synthetic=synthetic_config(config))
+    dataset, split = load_split(p5_train_config(config, Path(".")))
     dataset.require_attribute(config.attribute)
-    return dataset
+    return dataset, split
 
 
 @dataclass
@@ -60,8 +53,7 @@ class CFPData:
 
     @classmethod
     def build(cls, config: CFPConfig, tokenizer: P5Tokenizer) -> CFPData:
-        dataset = load_cfp_dataset(config)
-        split = leave_one_out(dataset)
+        dataset, split = load_cfp_split(config)
         labels = dataset.attribute_labels(config.attribute)
         return cls(dataset, split, labels, len(dataset.attributes[config.attribute]), tokenizer, config.max_history)
 

@@ -49,8 +49,12 @@ def ranking_metrics(
     seed: int,
     prompt: bool = True,
 ) -> dict[str, float]:
+    from fairrec_ray.p5.examples import eval_rows
     from fairrec_ray.p5.generate import evaluate_ranking
 
+    rows = eval_rows(data.split, stage)
+    if max_users is not None and max_users < len(rows):  # an evenly spread, deterministic subset
+        rows = rows[np.linspace(0, len(rows) - 1, max_users).round().astype(int)]
     was_training = model.training
     model.eval()
     seq2seq = model.peft if prompt else model.backbone
@@ -63,7 +67,7 @@ def ranking_metrics(
             protocol,
             stage=stage,
             num_beams=num_beams,
-            max_users=max_users,
+            rows=rows,
             max_history=data.max_history,
             seed=seed,
         )

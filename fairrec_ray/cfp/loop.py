@@ -86,6 +86,63 @@ def _allreduce_mean(values: dict[str, float], world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(keys, tensor.tolist())}
 
 
+def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: CFPConfig, epoch: int) -> dict:
+    """One epoch of the alternating schedule over ``batches``; ``model``/``disc`` may be DDP
+    wrappers of ``raw_model``/``raw_disc`` (the bare-PyTorch benchmark passes the raw modules).
+    Returns this process's mean losses, discriminator accuracy, examples/s and seconds."""
+    lam = config.discriminator_weight
+    sums = {"rec_loss": 0.0, "disc_loss": 0.0, "disc_acc": 0.0}
+    counts = {"rec_loss": 0, "disc_loss": 0}
+    started = time.perf_counter()
+    n_examples = 0
+    for step, batch in enumerate(batches):
+        phase = phase_for(
+            epoch, step, config.disc_warmup_epochs, config.rec_steps, config.together_steps, config.disc_steps
+        )
+        attr = batch["attribute"]
+        rep = None
+        n_examples += len(attr)
+        if phase.updates_prompt:
+            model.train()
+            raw_disc.eval()
+            rec_loss, rep = model(
+                batch["input_ids"], batch["attention_mask"], batch["labels"], batch["user_token_mask"]
+            )
+            loss = rec_loss
+            if lam > 0:
+                loss = rec_loss - lam * discriminator_loss(raw_disc(rep), attr)
+            opt_p.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(raw_model.prompt_parameters(), config.grad_clip)
+            opt_p.step()
+            opt_d.zero_grad(set_to_none=True)  # drop the adversarial term's gradient on the discriminator
+            sums["rec_loss"] += float(rec_loss)
+            counts["rec_loss"] += 1
+            rep = rep.detach()
+        if phase.updates_discriminator:
+            if rep is None:
+                raw_model.eval()
+                with torch.no_grad():
+                    rep = raw_model.encode_users(batch["input_ids"], batch["attention_mask"], batch["user_token_mask"])
+            disc.train()
+            logits = disc(rep)
+            d_loss = discriminator_loss(logits, attr)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            sums["disc_loss"] += float(d_loss)
+            sums["disc_acc"] += discriminator_accuracy(logits.detach(), attr)
+            counts["disc_loss"] += 1
+    elapsed = time.perf_counter() - started
+    return {
+        "rec_loss": sums["rec_loss"] / max(1, counts["rec_loss"]),
+        "disc_loss": sums["disc_loss"] / max(1, counts["disc_loss"]),
+        "disc_acc": sums["disc_acc"] / max(1, counts["disc_loss"]),
+        "examples_per_s": n_examples / max(elapsed, 1e-9),
+        "train_seconds": elapsed,
+    }
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config = build_config(CFPConfig, loop_config["config"], "train_loop_config")
     backbone_dir = loop_config["backbone_dir"]
@@ -109,63 +166,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             log.info("cfp: resuming after epoch %d", state["epoch"])
     model = prepare_model(model)
     disc = prepare_model(disc)
-    lam = config.discriminator_weight
 
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed + 1000 * epoch, rank)
-        sums = {"rec_loss": 0.0, "disc_loss": 0.0, "disc_acc": 0.0}
-        counts = {"rec_loss": 0, "disc_loss": 0}
-        started = time.perf_counter()
-        n_examples = 0
         batches = data.train_batches(epoch, config.seed, config.batch_size, rank, world, config.samples_per_user)
-        for step, batch in enumerate(batches):
-            phase = phase_for(
-                epoch, step, config.disc_warmup_epochs, config.rec_steps, config.together_steps, config.disc_steps
-            )
-            attr = batch["attribute"]
-            rep = None
-            n_examples += len(attr)
-            if phase.updates_prompt:
-                model.train()
-                raw_disc.eval()
-                rec_loss, rep = model(
-                    batch["input_ids"], batch["attention_mask"], batch["labels"], batch["user_token_mask"]
-                )
-                loss = rec_loss
-                if lam > 0:
-                    loss = rec_loss - lam * discriminator_loss(raw_disc(rep), attr)
-                opt_p.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(raw_model.prompt_parameters(), config.grad_clip)
-                opt_p.step()
-                opt_d.zero_grad(set_to_none=True)  # drop the adversarial term's gradient on the discriminator
-                sums["rec_loss"] += float(rec_loss)
-                counts["rec_loss"] += 1
-                rep = rep.detach()
-            if phase.updates_discriminator:
-                if rep is None:
-                    raw_model.eval()
-                    with torch.no_grad():
-                        rep = raw_model.encode_users(
-                            batch["input_ids"], batch["attention_mask"], batch["user_token_mask"]
-                        )
-                disc.train()
-                logits = disc(rep)
-                d_loss = discriminator_loss(logits, attr)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                sums["disc_loss"] += float(d_loss)
-                sums["disc_acc"] += discriminator_accuracy(logits.detach(), attr)
-                counts["disc_loss"] += 1
-        elapsed = time.perf_counter() - started
-        metrics: dict[str, float] = {
-            "rec_loss": sums["rec_loss"] / max(1, counts["rec_loss"]),
-            "disc_loss": sums["disc_loss"] / max(1, counts["disc_loss"]),
-            "disc_acc": sums["disc_acc"] / max(1, counts["disc_loss"]),
-            "examples_per_s": n_examples / max(elapsed, 1e-9),
-        }
-        metrics = _allreduce_mean(metrics, world)
+        metrics = run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config, epoch)
+        elapsed = metrics["train_seconds"]
+        metrics = _allreduce_mean({k: v for k, v in metrics.items() if k != "train_seconds"}, world)
         metrics["examples_per_s"] *= world  # throughput of the whole group
         metrics.update(epoch=epoch, phase="warmup" if epoch < config.disc_warmup_epochs else "adversarial")
         metrics["train_seconds"] = elapsed
