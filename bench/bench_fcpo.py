@@ -82,9 +82,9 @@ def baselines(data, job: FCPOJobConfig) -> dict:
     return out
 
 
-def quality(data, job: FCPOJobConfig, iterations: int) -> dict:
-    out = {}
-    for alpha in ALPHAS:
+def quality(data, job: FCPOJobConfig, iterations: int, alphas=ALPHAS, out: dict | None = None, save=None) -> dict:
+    out = {} if out is None else out
+    for alpha in alphas:
         job_a = FCPOJobConfig(**{**job.__dict__, "alpha": alpha})
         config = build_config(job_a, data)
         algo = config.build_algo()
@@ -153,7 +153,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--max-kl", type=float, default=0.05)
     parser.add_argument("--emb-dim", type=int, default=16)
-    parser.add_argument("--parts", default="env,baselines,quality,throughput")
+    parser.add_argument("--parts", default="env,baselines,throughput,quality")
+    parser.add_argument("--alphas", default="none,1.0,0.5,0.25,0.1", help="quality settings; none = unconstrained")
+    parser.add_argument("--out", default=None, help="also write the (partial) report here after every part")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
@@ -172,16 +174,29 @@ def main() -> None:
             "horizon": job.horizon, "gamma_c": job.gamma_c, "positives": "rating >= 4", "cpus": os.cpu_count(),
         },
     }  # fmt: skip
+
+    def save() -> None:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(report, indent=1))
+
     if "env" in parts:
         report["env_steps_per_s"] = env_throughput(data)
+        save()
     if "baselines" in parts:
         report["baselines"] = baselines(data, job)
+        save()
     if parts & {"quality", "throughput"}:
         ray.init(num_cpus=4, include_dashboard=False, object_store_memory=512 * 1024**2, log_to_driver=False)
     if "throughput" in parts:
         report["throughput"] = throughput(data, job)
+        print(f"[bench] throughput: {json.dumps(report['throughput'])}", file=sys.stderr, flush=True)
+        save()
     if "quality" in parts:
-        report["quality"] = quality(data, job, args.iterations)
+        alphas = tuple(None if a == "none" else float(a) for a in args.alphas.split(","))
+        report["quality"] = {}
+        quality(data, job, args.iterations, alphas, report["quality"], save)
+    save()
     print(json.dumps(report, indent=1))
 
 
