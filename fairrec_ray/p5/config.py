@@ -23,7 +23,7 @@ class P5TrainConfig:
     preset: str = field(default="tiny", metadata=_help(f"model size: {', '.join(PRESETS)}"))
     model: str | None = field(default=None, metadata=_help("initialise from a local HF T5/P5 checkpoint folder"))
     epochs: int = field(default=10, metadata=_help("training epochs"))
-    batch_size: int = field(default=64, metadata=_help("per-worker batch size"))
+    batch_size: int = field(default=32, metadata=_help("per-worker batch size"))
     lr: float = field(default=1e-3, metadata=_help("AdamW learning rate (paper: 1e-3)"))
     weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay (paper: 0.01)"))
     warmup_ratio: float = field(default=0.1, metadata=_help("share of steps of linear warm-up (paper: 0.1)"))

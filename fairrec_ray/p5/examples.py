@@ -4,8 +4,8 @@ Templates (ids as in the P5 paper, see ``templates.py``):
 
 - **train** (multitask, re-drawn every epoch with ``seed + epoch``): *sequential* — for each user
   and each position t >= 1 of the training sequence, history = the previous (at most
-  ``max_history``) items, target = item t, template drawn from ``TRAIN_SEQUENTIAL`` (2-7/2-8 also
-  list ``n_candidates`` candidates: the target + negatives); *direct* — ``direct_per_user``
+  ``max_history``) items, target = item t, template drawn from ``TRAIN_SEQUENTIAL`` (2-1…2-6; the
+  optional 2-7/2-8 also list ``n_candidates`` candidates: the target + negatives); *direct* — ``direct_per_user``
   examples per user from ``TRAIN_DIRECT``: pick the positive from ``n_candidates`` candidates
   (5-5…5-8) or answer yes/no for a positive/negative item (5-1, 5-2, 5-4). Negatives are items
   outside the user's training items.

@@ -78,38 +78,64 @@ def generate_rankings(
         chunk = rows[start : start + batch_size]
         mask = candidate_mask(split, protocol, stage, chunk, tokenizer.n_items, seed)
         batch = collate(eval_examples(split, tokenizer, stage, max_history, rows=chunk))
-        constraint = TrieConstraint(trie, trie.candidate_counts(mask), num_beams, tokenizer.pad_id)
-        out = model.generate(
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            num_beams=num_beams,
-            num_return_sequences=num_beams,
-            max_new_tokens=trie.max_len,
-            length_penalty=0.0,
-            do_sample=False,
-            logits_processor=LogitsProcessorList([constraint]),
-            return_dict_in_generate=True,
-            output_scores=True,
-            pad_token_id=tokenizer.pad_id,
-            eos_token_id=tokenizer.eos_id,
-            decoder_start_token_id=tokenizer.pad_id,
-        )
-        seqs = out.sequences.view(len(chunk), num_beams, -1).cpu().numpy()
-        scores = out.sequences_scores.view(len(chunk), num_beams).cpu().numpy()
-        for i in range(len(chunk)):
-            ranked: list[int] = []
-            for b in np.argsort(-scores[i], kind="stable"):
-                if not np.isfinite(scores[i, b]):
-                    continue
-                item = lookup.get(_item_tokens(seqs[i, b], tokenizer))
-                if item is not None and mask[i, item] and item not in ranked:
-                    ranked.append(item)
-            all_items[start + i, : len(ranked)] = ranked
+        all_items[start : start + len(chunk)] = beam_items(
+            model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device), mask, trie,
+            num_beams, lookup,
+        )  # fmt: skip
     model.train(was_training)
     golds = gold_items(split, stage, rows)
     hit = all_items == golds[:, None]
     ranks = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
     return Ranked(rows, all_items, ranks)
+
+
+@torch.no_grad()
+def beam_items(
+    model: torch.nn.Module,
+    tokenizer: P5Tokenizer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    mask: np.ndarray,
+    trie: ItemTrie,
+    num_beams: int,
+    lookup: dict[tuple[int, ...], int] | None = None,
+) -> np.ndarray:
+    """``[B, num_beams]`` item_idx ranked by beam score; only items with ``mask[b, item]``; -1 pads."""
+    lookup = lookup if lookup is not None else tokenizer.item_lookup()
+    constraint = TrieConstraint(trie, trie.candidate_counts(mask), num_beams, tokenizer.pad_id)
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        num_beams=num_beams,
+        num_return_sequences=num_beams,
+        max_new_tokens=trie.max_len,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([constraint]),
+        return_dict_in_generate=True,
+        output_scores=True,
+        **({"length_penalty": 0.0} if num_beams > 1 else {}),
+        pad_token_id=tokenizer.pad_id,
+        eos_token_id=tokenizer.eos_id,
+        decoder_start_token_id=tokenizer.pad_id,
+    )
+    b = input_ids.shape[0]
+    seqs = out.sequences.view(b, num_beams, -1).cpu().numpy()
+    if num_beams == 1:  # greedy search returns no sequence score: one sequence, nothing to order
+        scores = np.zeros((b, 1))
+        scores[seqs[:, 0, 1] == tokenizer.pad_id] = -np.inf
+    else:
+        scores = out.sequences_scores.view(b, num_beams).cpu().numpy()
+    items = np.full((b, num_beams), -1, dtype=np.int64)
+    for i in range(b):
+        ranked: list[int] = []
+        for j in np.argsort(-scores[i], kind="stable"):
+            if not np.isfinite(scores[i, j]):
+                continue
+            item = lookup.get(_item_tokens(seqs[i, j], tokenizer))
+            if item is not None and mask[i, item] and item not in ranked:
+                ranked.append(item)
+        items[i, : len(ranked)] = ranked
+    return items
 
 
 def _item_tokens(seq: np.ndarray, tokenizer: P5Tokenizer) -> tuple[int, ...]:

@@ -64,8 +64,10 @@ TEMPLATES: dict[str, Template] = {
     )
 }  # fmt: skip
 
-# 2-13 is the paper's held-out (zero-shot) template: never trained on.
-TRAIN_SEQUENTIAL: tuple[str, ...] = ("2-1", "2-2", "2-3", "2-4", "2-5", "2-6", "2-7", "2-8")
+# 2-13 is the paper's held-out (zero-shot) template: never trained on. 2-7/2-8 (history *and* a
+# candidate list) are left out of the default mix: in a batch every prompt is padded to the longest,
+# so on CPU they roughly double the cost of all sequential prompts (pass them explicitly if wanted).
+TRAIN_SEQUENTIAL: tuple[str, ...] = ("2-1", "2-2", "2-3", "2-4", "2-5", "2-6")
 TRAIN_DIRECT: tuple[str, ...] = ("5-1", "5-2", "5-4", "5-5", "5-6", "5-7", "5-8")
 EVAL_TEMPLATE = "2-1"
 YES, NO = "yes", "no"
