@@ -1,0 +1,83 @@
+"""End-to-end CFP on synthetic data with a strong planted signal, through Ray Train (2 workers,
+DDP): the backbone's representation leaks the attribute, CFP's leaks markedly less, hit@10 stays
+within the bound, and the outputs (results.json, prompt folder, checkpoints) are usable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from cfp_fixtures import train_small_backbone
+
+from fairrec_ray.cfp import load_fair_model
+from fairrec_ray.cfp.config import CFPConfig
+from fairrec_ray.cfp.data import CFPData
+from fairrec_ray.cfp.job import EpochRecord, choose_best, run_cfp
+from fairrec_ray.config import build_config
+
+DATA = dict(synthetic_users=160, synthetic_items=60, synthetic_interactions=20)
+# The test's accuracy bound: CFP keeps >= 80 % of the backbone's test hit@10 on 160 users (the
+# product target is 95 %; on this few users one hit is 0.6 % and the seeds are short).
+HIT_BOUND = 0.80
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return train_small_backbone(CFPConfig(**DATA), tmp_path_factory.mktemp("cfp") / "backbone", epochs=5)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_cfp_end_to_end_on_ray_train(backbone, tmp_path):
+    out = tmp_path / "out"
+    config = build_config(
+        CFPConfig,
+        {**DATA, "backbone": str(backbone), "output": str(out), "num_workers": 2, "epochs": 4,
+         "num_beams": 10, "probe_folds": 3, "samples_per_user": 4, "prefix_length": 4,
+         "discriminator_weight": 10.0},
+    )  # fmt: skip
+    results = run_cfp(config)
+    before, after = results["before"], results["after"]
+    assert before["probe_auc"] > 0.7, before
+    assert after["probe_auc"] < before["probe_auc"] - 0.1, (before, after)
+    assert after["hit@10"] >= HIT_BOUND * before["hit@10"], (before, after)
+
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["best_epoch"] == results["best_epoch"] >= config.disc_warmup_epochs
+    assert [e["epoch"] for e in on_disk["per_epoch"]] == list(range(config.epochs))
+    assert all("valid_probe_auc" in e and "valid_hit@10" in e for e in on_disk["per_epoch"])
+    assert (out / "train_cfp.log").is_file()
+
+    # the saved prompt restores the fair model: same representation as the job measured
+    model, tokenizer = load_fair_model(backbone, out / "prompt")
+    data = CFPData.build(config, tokenizer)
+    batch = next(data.user_batches(8))
+    with torch.no_grad():
+        rep = model.encode_users(batch["input_ids"], batch["attention_mask"], batch["user_token_mask"])
+    assert rep.shape == (8, model.backbone.config.d_model)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_local_mode_resumes_from_its_checkpoints(backbone, tmp_path):
+    common = {**DATA, "backbone": str(backbone), "output": str(tmp_path / "out"), "num_workers": 0,
+              "num_beams": 10, "probe_folds": 2, "samples_per_user": 1, "prefix_length": 2,
+              "eval_every_epoch": False}  # fmt: skip
+    first = run_cfp(build_config(CFPConfig, {**common, "epochs": 2}))
+    assert [e["epoch"] for e in first["per_epoch"]] == [0, 1]
+    second = run_cfp(build_config(CFPConfig, {**common, "epochs": 3}))
+    # epochs 0-1 come from the first run's checkpoints (identical metrics), only epoch 2 is new
+    assert [e["epoch"] for e in second["per_epoch"]] == [0, 1, 2]
+    assert second["per_epoch"][1]["rec_loss"] == first["per_epoch"][1]["rec_loss"]
+
+
+def test_best_epoch_rule():
+    def rec(epoch, auc, hit):
+        return EpochRecord(epoch, {"valid_probe_auc": auc, "valid_hit@10": hit}, None)
+
+    records = [rec(0, 0.9, 0.50), rec(1, 0.60, 0.49), rec(2, 0.52, 0.30), rec(3, 0.58, 0.48)]
+    assert choose_best(records, backbone_hit10=0.5, hit_bound=0.95, warmup=1).epoch == 3
+    assert choose_best(records, backbone_hit10=0.5, hit_bound=0.5, warmup=1).epoch == 2
+    assert choose_best(records, backbone_hit10=0.9, hit_bound=0.95, warmup=1).epoch == 1  # none qualifies
