@@ -13,6 +13,7 @@ cluster and its workers). On a shared CPU the numbers are noisy: compare within 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -48,10 +49,8 @@ class PeakRSS:
         while not self._stop.is_set():
             total = 0
             for p in [me, *me.children(recursive=True)]:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, total)
             time.sleep(0.5)
 
@@ -123,6 +122,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--users", type=int, default=300, help="synthetic users of the throughput runs")
     parser.add_argument("--eval-users", type=int, default=200)
+    parser.add_argument("--skip-throughput", action="store_true", help="only the --quality-model part")
     args = parser.parse_args()
     cfg = P5TrainConfig(
         dataset="synthetic", synthetic_users=args.users, synthetic_items=1000, synthetic_interactions=40,
@@ -130,11 +130,12 @@ def main() -> None:
     )  # fmt: skip
     result: dict = {"config": {"preset": cfg.preset, "batch_size": cfg.batch_size, "torch_threads": 1}}
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, PeakRSS() as rss:
-        result["training"] = bench_training(cfg, Path(tmp))
-        result["eval"] = bench_eval(Path(tmp) / "w1" / "model", cfg, args.eval_users)
-    result["throughput_peak_rss_mb"] = rss.peak / 2**20
-    result["throughput_wall_s"] = time.perf_counter() - start
+    if not args.skip_throughput:
+        with tempfile.TemporaryDirectory() as tmp, PeakRSS() as rss:
+            result["training"] = bench_training(cfg, Path(tmp))
+            result["eval"] = bench_eval(Path(tmp) / "w1" / "model", cfg, args.eval_users)
+        result["throughput_peak_rss_mb"] = rss.peak / 2**20
+        result["throughput_wall_s"] = time.perf_counter() - start
     if args.quality_model:
         ml = P5TrainConfig(dataset="movielens-100k", data_dir=args.data_dir)
         result["eval_ml100k"] = bench_eval(Path(args.quality_model), ml, args.eval_users)

@@ -44,6 +44,7 @@ class EvaluateConfig:
     synthetic_users: int = field(default=943, metadata=_help("synthetic dataset: users"))
     synthetic_items: int = field(default=1682, metadata=_help("synthetic dataset: items"))
     synthetic_interactions: float = field(default=106.0, metadata=_help("synthetic: mean interactions per user"))
+    synthetic_genres: int = field(default=18, metadata=_help("synthetic: genres"))
     output: str | None = field(default=None, metadata=_help("also write the JSON to this file"))
     address: str | None = field(default=None, metadata=_help("Ray address (default: RAY_ADDRESS or local)"))
 
@@ -62,7 +63,7 @@ class EvaluateConfig:
         return P5TrainConfig(
             dataset=self.dataset, data_dir=self.data_dir, min_interactions=self.min_interactions,
             synthetic_users=self.synthetic_users, synthetic_items=self.synthetic_items,
-            synthetic_interactions=self.synthetic_interactions, seed=0,
+            synthetic_interactions=self.synthetic_interactions, synthetic_genres=self.synthetic_genres, seed=0,
         )  # fmt: skip
 
 
