@@ -64,6 +64,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("auc", False, "probe ROC-AUC of a sensitive attribute (0.5 = no leak)"),
         MetricSpec("auc_ovo", False, "probe ROC-AUC, multi-class macro one-vs-one"),
         MetricSpec("auc_ovr", False, "probe ROC-AUC, multi-class macro one-vs-rest"),
+        MetricSpec("probe_auc", False, "CFP: max probe ROC-AUC over LR and MLP probes (OvO when multi-class)"),
+        MetricSpec("probe_auc_ovr", False, "CFP: max probe ROC-AUC, multi-class macro one-vs-rest"),
     )
 }
 

@@ -29,10 +29,10 @@ from fairrec_ray.config import build_config, read_yaml
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.metrics import metric_mode, pareto_front
 
-# job name -> (module, config dataclass, function(config) -> final metrics dict)
+# job name -> (module, config dataclass, function(config dict) -> flat final metrics)
 JOBS: dict[str, tuple[str, str, str]] = {
-    "fcpo": ("fairrec_ray.train_fcpo", "FCPOJobConfig", "run_fcpo_trial"),
-    "cfp": ("fairrec_ray.train_cfp", "CFPConfig", "run_cfp_trial"),
+    "fcpo": ("fairrec_ray.sweep_trials", "FCPOJobConfig", "run_fcpo_trial"),
+    "cfp": ("fairrec_ray.sweep_trials", "CFPConfig", "run_cfp_trial"),
 }
 SPACE_TYPES = ("grid", "choice", "uniform", "loguniform", "randint")
 

@@ -114,3 +114,11 @@ def test_pareto_table_marks_non_dominated_trials(tmp_path):
     assert (tmp_path / "front.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError, match=r"lack metric\(s\) \['auc'\]"):
         pareto_table(results, "recall@10", "auc")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((__import__("pathlib").Path(__file__).parents[1] / "tune_configs").glob("*.yaml"))
+)
+def test_shipped_sweep_files_match_the_job_configs(path):
+    sweep = load_sweep(path)  # unknown fields or metrics would raise here
+    assert sweep.search
