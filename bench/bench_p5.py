@@ -66,17 +66,23 @@ class PeakRSS:
 def bench_training(cfg: P5TrainConfig, out_root: Path) -> dict:
     dataset, split = load_split(cfg)
     tok, _ = make_tokenizer(cfg, dataset, split)
-    # bare loop: epoch-2 examples (what the Ray loop measures), one process, same threads
+    # bare loop: same epochs/examples as the Ray loop, one process, same threads; measured before
+    # *and* after the Ray runs so drift in the (shared) machine's load shows up in the numbers
     torch.set_num_threads(cfg.torch_threads)
-    model = build_p5(cfg.preset, tok, seed=cfg.seed)
     n = len(train_examples(split, tok, cfg.example_config(), cfg.seed, 0))
-    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch(n, 1, cfg.batch_size))
-    collate = P5Collator(tok)
-    bare = []
-    for epoch in range(1, cfg.epochs + 1):
-        examples = shard(train_examples(split, tok, cfg.example_config(), cfg.seed, epoch), cfg.seed, epoch, 0, 1)
-        bare.append(run_epoch(model, opt, sched, examples, collate, cfg.batch_size, cfg.grad_clip, "cpu").samples_per_s)
-    out = {"examples_per_epoch": n, "bare_samples_per_s": bare[-1]}
+
+    def bare_run() -> float:
+        model = build_p5(cfg.preset, tok, seed=cfg.seed)
+        opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch(n, 1, cfg.batch_size))
+        speeds = []
+        for epoch in range(1, cfg.epochs + 1):
+            examples = shard(train_examples(split, tok, cfg.example_config(), cfg.seed, epoch), cfg.seed, epoch, 0, 1)
+            stats = run_epoch(model, opt, sched, examples, P5Collator(tok), cfg.batch_size, cfg.grad_clip, "cpu")
+            speeds.append(stats.samples_per_s)
+        return speeds[-1]
+
+    bare_before = bare_run()
+    out: dict = {"examples_per_epoch": n, "bare_samples_per_s_before": bare_before}
     for workers in (1, 2):
         run_cfg = P5TrainConfig(**{**cfg.__dict__, "num_workers": workers, "output": str(out_root / f"w{workers}")})
         start = time.perf_counter()
@@ -85,7 +91,11 @@ def bench_training(cfg: P5TrainConfig, out_root: Path) -> dict:
         history = json.loads((out_root / f"w{workers}" / "results.json").read_text())["history"]
         out[f"ray_{workers}w_samples_per_s"] = history[-1]["samples_per_s"]
         out[f"ray_{workers}w_fit_wall_s"] = wall
-        out[f"ray_{workers}w_vs_bare"] = history[-1]["samples_per_s"] / bare[-1]
+    bare_after = bare_run()
+    bare = (bare_before + bare_after) / 2
+    out["bare_samples_per_s_after"] = bare_after
+    for workers in (1, 2):
+        out[f"ray_{workers}w_vs_bare"] = out[f"ray_{workers}w_samples_per_s"] / bare
     return out
 
 
@@ -134,7 +144,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, PeakRSS() as rss:
             result["training"] = bench_training(cfg, Path(tmp))
             result["eval"] = bench_eval(Path(tmp) / "w1" / "model", cfg, args.eval_users)
-        result["throughput_peak_rss_mb"] = rss.peak / 2**20
+        result["throughput_peak_rss_mb_sum"] = rss.peak / 2**20  # summed RSS: shared pages count twice
         result["throughput_wall_s"] = time.perf_counter() - start
     if args.quality_model:
         ml = P5TrainConfig(dataset="movielens-100k", data_dir=args.data_dir)
