@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=200)
     parser.add_argument("--skip-throughput", action="store_true", help="only the --quality-model part")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as the Ray workers; more threads only thrash on a shared CPU
     cfg = P5TrainConfig(
         dataset="synthetic", synthetic_users=args.users, synthetic_items=1000, synthetic_interactions=40,
         max_seq_per_user=6, epochs=args.epochs, batch_size=32, val_users=32, torch_threads=1,
