@@ -8,6 +8,7 @@ its run state from ``OUTPUT/ray``; with ``num_workers=0`` the loop keeps its own
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -15,12 +16,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fairrec_ray.cli import init_ray, write_json_atomic
 from fairrec_ray.config import config_to_dict
 from fairrec_ray.data import LeaveOneOutSplit, SyntheticConfig, leave_one_out, load_dataset
 from fairrec_ray.data.schema import RecDataset
+from fairrec_ray.errors import ConfigError, FairrecError
 from fairrec_ray.p5.config import P5TrainConfig
-from fairrec_ray.p5.loop import DONE_FILE, train_loop_per_worker
+from fairrec_ray.p5.loop import DONE_FILE, STATE_FILE, train_loop_per_worker
 from fairrec_ray.p5.model import load_p5
 from fairrec_ray.p5.templates import TEMPLATES
 from fairrec_ray.p5.tokenizer import P5Tokenizer, build_tokenizer, sequential_item_numbers
@@ -44,16 +48,10 @@ def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSp
     if cfg.model:
         model, tok = load_p5(cfg.model, n_items=dataset.n_items)
         if tok.n_items != dataset.n_items:
-            raise_mismatch(cfg.model, tok.n_items, dataset.n_items)
+            raise ConfigError(f"model: {cfg.model} numbers {tok.n_items} items but the dataset has {dataset.n_items}")
         return tok, model.state_dict()
     numbers = sequential_item_numbers(split.train, dataset.n_items) if cfg.item_indexing == "sequential" else None
     return build_tokenizer(dataset.n_users, dataset.n_items, TEMPLATES, item_numbers=numbers), None
-
-
-def raise_mismatch(path: str, have: int, want: int) -> None:
-    from fairrec_ray.errors import ConfigError
-
-    raise ConfigError(f"model: {path} numbers {have} items but the dataset has {want}")
 
 
 def train_p5(cfg: P5TrainConfig) -> Path:
@@ -91,8 +89,6 @@ def train_p5(cfg: P5TrainConfig) -> Path:
     wall = time.perf_counter() - start
     checkpoint = result.checkpoint
     if checkpoint is None:
-        from fairrec_ray.errors import FairrecError
-
         raise FairrecError(f"p5: training finished without a checkpoint under {output / 'ray'}")
     with checkpoint.as_directory() as ckpt:
         ckpt = Path(ckpt)
@@ -114,14 +110,8 @@ def train_p5(cfg: P5TrainConfig) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())
 
 
 def _history(ckpt: Path) -> list[dict]:
-    import torch
-
-    from fairrec_ray.p5.loop import STATE_FILE
-
     return torch.load(ckpt / STATE_FILE, weights_only=False)["history"]
