@@ -139,6 +139,11 @@ def main() -> None:
         dataset="synthetic", synthetic_users=args.users, synthetic_items=1000, synthetic_interactions=40,
         max_seq_per_user=6, epochs=args.epochs, batch_size=32, val_users=32, torch_threads=1,
     )  # fmt: skip
+    if not args.skip_throughput:
+        import ray
+
+        # our own local cluster: a bare ray.init() may join another Ray instance on a shared machine
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=True)
     result: dict = {"config": {"preset": cfg.preset, "batch_size": cfg.batch_size, "torch_threads": 1}}
     start = time.perf_counter()
     if not args.skip_throughput:
