@@ -64,7 +64,7 @@ def baselines(data, job: FCPOJobConfig) -> dict:
         for u, s in enumerate(data.train_start)
     ]
     users, items = cached_factorize(
-        binary_matrix(data.n_users, data.n_items, train_lists), dim=job.emb_dim, seed=job.seed
+        binary_matrix(data.n_users, data.n_items, train_lists), dim=job.emb_dim, reg=10.0, seed=job.seed
     )
     counts = data.train_item_counts().astype(np.float64)
     most_pop = np.tile(counts, (data.n_users, 1))
@@ -151,8 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"))
     parser.add_argument("--iterations", type=int, default=40)
-    parser.add_argument("--max-kl", type=float, default=0.05)
-    parser.add_argument("--emb-dim", type=int, default=16)
+    parser.add_argument("--max-kl", type=float, default=FCPOJobConfig.max_kl)
+    parser.add_argument("--emb-dim", type=int, default=FCPOJobConfig.emb_dim)
     parser.add_argument("--parts", default="env,baselines,throughput,quality")
     parser.add_argument("--alphas", default="none,1.0,0.5,0.25,0.1", help="quality settings; none = unconstrained")
     parser.add_argument("--out", default=None, help="also write the (partial) report here after every part")

@@ -91,3 +91,20 @@ def cached_factorize(
     except OSError as exc:
         log.warning("could not write embedding cache %s: %s", file, exc)
     return users, items
+
+
+def fold_in_query(item_emb: np.ndarray, reg: float, windows: np.ndarray, target_rms: float = 1.0) -> np.ndarray:
+    """The MF fold-in query matrix ``Q = scale * (V^T V + reg I)^-1`` (symmetric, ``[dim, dim]``).
+
+    ``Q @ sum_j e_j`` over a state window is the ridge user vector of someone who consumed exactly
+    those items (ALS's user update), so scoring ``w . e_i`` with it ranks like MF. ``scale`` makes
+    the query's root-mean-square coordinate ``target_rms`` over ``windows`` ([users, n] item ids),
+    so the policy's ``log_std`` has a fixed meaning (noise relative to the signal) whatever the
+    embedding scale.
+    """
+    v = item_emb.astype(np.float64)
+    dim = v.shape[1]
+    query = np.linalg.inv(v.T @ v + reg * np.eye(dim))
+    w = v[windows].sum(1) @ query
+    rms = float(np.sqrt(np.mean(w**2))) if w.size else 1.0
+    return (query * (target_rms / max(rms, 1e-12))).astype(np.float32)
