@@ -126,11 +126,12 @@ def iteration_record(iteration: int, result: dict[str, Any], seconds: float) -> 
     return record
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = ArgumentParser(prog="python -m fairrec_ray.train_fcpo", description=__doc__.split("\n")[0])
-    add_config_arguments(parser, FCPOJobConfig)
-    job = resolve_config(FCPOJobConfig, parser.parse_args(argv))
-
+def run_fcpo(job: FCPOJobConfig) -> dict[str, Any]:
+    """Train FCPO as ``job`` says and return the results dict (also written to
+    ``job.output/results.json``): ``config``, ``cost_limit``, ``history`` (one record per
+    iteration), ``evaluations`` and ``final_test`` (recall@10, precision@10, f1@10, ndcg@10,
+    gini, popularity_rate, cost_discounted, cost_limit, violation_rate, ...). Reuses an
+    initialised Ray (e.g. inside a Tune trial); reports only through ``logging``."""
     from fairrec_ray.data import SyntheticConfig, load_dataset
     from fairrec_ray.fcpo.env_data import build_env_data
     from fairrec_ray.fcpo.evaluation import algo_policy, evaluate_policy
@@ -196,6 +197,13 @@ def main(argv: Sequence[str]) -> int:
     finally:
         algo.stop()
     log.info("wrote %s", output / RESULTS_FILE)
+    return results
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = ArgumentParser(prog="python -m fairrec_ray.train_fcpo", description=__doc__.split("\n")[0])
+    add_config_arguments(parser, FCPOJobConfig)
+    run_fcpo(resolve_config(FCPOJobConfig, parser.parse_args(argv)))
     return 0
 
 

@@ -107,3 +107,30 @@ def test_cli_rejects_bad_alpha_before_writing(tmp_path):
     with pytest.raises(ConfigError, match=r"alpha: got -1.0; expected a number > 0"):
         main(["--alpha", "-1", "--output", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_seeded_runs_are_reproducible():
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    data = planted_env_data(n_users=64)
+    runs = []
+    for _ in range(2):
+        algo = _config(data, alpha=0.25).build_algo()
+        try:
+            results = [algo.train() for _ in range(2)]
+            weights = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
+        finally:
+            algo.stop()
+        learner = results[-1]["learners"]["default_policy"]
+        runs.append(
+            (
+                [(r[keys.EPISODE_REWARD_MEAN], r[keys.EPISODE_COST_DISCOUNTED]) for r in results],
+                (learner[keys.CPO_KL], learner[keys.COST_SURROGATE_CHANGE], learner[keys.REWARD_SURROGATE_GAIN]),
+                {name: np.asarray(value) for name, value in weights.items()},
+            )
+        )
+    (returns_a, step_a, weights_a), (returns_b, step_b, weights_b) = runs
+    assert returns_a == returns_b
+    assert step_a == step_b
+    for name in weights_a:
+        np.testing.assert_array_equal(weights_a[name], weights_b[name], err_msg=name)
