@@ -81,4 +81,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        # "local": always start our own Ray; a bare ray.init() would attach to any Ray already
+        # running on this machine (another user's, or another job's).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
