@@ -159,7 +159,7 @@ class RecVectorEnv(gym.vector.VectorEnv):
 
     def _observe(self) -> np.ndarray:
         emb = self._item_emb[self.window].reshape(self.num_envs, -1)
-        time = torch.full((self.num_envs, 1), self.t / self.horizon)
+        time = torch.full((self.num_envs, 1), self.t / self.horizon, dtype=torch.float32)
         return torch.cat([emb, time], dim=1).numpy()
 
     def _draw_users(self) -> np.ndarray:

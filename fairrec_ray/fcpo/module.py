@@ -100,6 +100,7 @@ class FCPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             horizon = int(cfg.get("horizon", 10))
             self.vf = TimeBaselineCritic(obs_dim, critic_hidden, horizon)
             self.cost_vf = TimeBaselineCritic(obs_dim, critic_hidden, horizon)
+        self.float()  # observations are float32, whatever torch's default dtype is
 
     def get_non_inference_attributes(self) -> list[str]:
         return ["vf", "cost_vf"]
