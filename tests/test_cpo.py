@@ -23,7 +23,14 @@ from fairrec_ray.fcpo.cpo import (
     standardize,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """The solver checks need float64; restore the default so other test modules see float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _spd(rng: np.random.Generator, n: int) -> np.ndarray:
