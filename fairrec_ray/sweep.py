@@ -13,6 +13,7 @@ from typing import Any
 
 from fairrec_ray.cli import ArgumentParser, init_ray, run_main, write_json_atomic
 from fairrec_ray.config import parse_overrides
+from fairrec_ray.errors import FairrecError
 from fairrec_ray.metrics import metric_mode
 from fairrec_ray.sweeps import SweepConfig, job_parts, load_sweep, pareto_table, plot_front, to_tune_space
 
@@ -53,6 +54,9 @@ def run_sweep(sweep: SweepConfig, output: Path) -> dict[str, Any]:
     frame = results.get_dataframe()
     frame = frame.rename(columns=lambda c: re.sub(r"^config/", "", c))
     errors = [str(r.error) for r in results if r.error]
+    if errors and len(errors) == len(results):
+        reason = errors[0].strip().splitlines()[-1]
+        raise FairrecError(f"all {len(errors)} sweep trials failed; the first said: {reason}")
     table = pareto_table(frame, sweep.accuracy, sweep.fairness)
     keep = [*sweep.search, sweep.accuracy, sweep.fairness, "pareto"]
     extra = [c for c in table.columns if c not in keep and not c.startswith(("time", "date", "hostname", "node_ip"))]

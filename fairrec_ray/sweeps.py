@@ -107,7 +107,13 @@ def job_parts(job: str) -> tuple[type, Any]:
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
     raw = read_yaml(path)
-    raw.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        section, dot, leaf = key.partition(".")
+        if dot and section in ("base", "search"):  # base.iterations=2 reaches into a section
+            raw.setdefault(section, {})
+            raw[section] = {**raw[section], leaf: value}
+        else:
+            raw[key] = value
     sweep = build_config(SweepConfig, raw, str(path))
     config_cls, _ = job_parts(sweep.job)
     fields = {f.name for f in dataclasses.fields(config_cls)}

@@ -122,3 +122,51 @@ def test_pareto_table_marks_non_dominated_trials(tmp_path):
 def test_shipped_sweep_files_match_the_job_configs(path):
     sweep = load_sweep(path)  # unknown fields or metrics would raise here
     assert sweep.search
+
+
+def test_dotted_overrides_reach_into_base_and_search(tmp_path, fake_job):
+    sweep = load_sweep(write(tmp_path, GOOD), {"base.iterations": 5, "search.alpha": {"type": "grid", "values": [2.0]}})
+    assert sweep.base == {"dataset": "synthetic", "iterations": 5}
+    assert sweep.search["alpha"]["values"] == [2.0]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_real_tune_sweep_writes_front(tmp_path):
+    """Two FCPO trials through real Tune + RLlib; the outputs are complete and consistent."""
+    import json
+
+    from fairrec_ray.sweep import run_sweep
+
+    sweep = load_sweep(
+        __import__("pathlib").Path(__file__).parents[1] / "tune_configs" / "fcpo_alpha.yaml",
+        {
+            "search.alpha": {"type": "grid", "values": [0.1, 1.0]},
+            "base.iterations": 1,
+            "base.synthetic_users": 60,
+            "base.synthetic_items": 150,
+        },
+    )
+    summary = run_sweep(sweep, tmp_path / "sweep")
+    assert summary["trials"] == 2 and summary["failed_trials"] == 0
+    table = pd.read_csv(tmp_path / "sweep" / "trials.csv")
+    assert sorted(table["alpha"]) == [0.1, 1.0]
+    assert table["recall@10"].between(0, 1).all() and table["popularity_rate"].between(0, 1).all()
+    expected = pareto_table(table.drop(columns="pareto"), "recall@10", "popularity_rate")["pareto"].sum()
+    assert len(json.loads((tmp_path / "sweep" / "pareto.json").read_text())["pareto"]) == expected >= 1
+    assert (tmp_path / "sweep" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_sweep_whose_trials_all_fail_says_why(tmp_path):
+    from fairrec_ray.errors import FairrecError
+    from fairrec_ray.sweep import run_sweep
+
+    sweep = load_sweep(
+        __import__("pathlib").Path(__file__).parents[1] / "tune_configs" / "fcpo_alpha.yaml",
+        {"search.alpha": {"type": "grid", "values": [0.5]}, "base.synthetic_items": 40, "base.iterations": 1},
+    )
+    with pytest.raises(FairrecError, match="all 1 sweep trials failed; the first said: .*exceeds the 40 items"):
+        run_sweep(sweep, tmp_path / "sweep")
+    assert not (tmp_path / "sweep" / "pareto.json").exists()
