@@ -17,13 +17,19 @@ from fairrec_ray.train_fcpo import FCPOJobConfig
 __all__ = ["CFPConfig", "FCPOJobConfig", "run_cfp_trial", "run_fcpo_trial"]
 
 
-def _trial_dir() -> Path:
+def _trial_dir(config: dict[str, Any]) -> Path:
+    """Inside Tune: the trial's own folder. Outside (a manual run, the bench): ``config["output"]``."""
     from ray import tune
 
     try:
-        return Path(tune.get_context().get_trial_dir())
-    except Exception:  # called outside Tune (tests, a manual run): use the working directory
-        return Path.cwd()
+        trial_dir = tune.get_context().get_trial_dir()
+    except Exception:
+        trial_dir = None
+    if trial_dir:
+        return Path(trial_dir)
+    if "output" not in config:
+        raise ValueError("outside a Tune trial, give the trial config an 'output' folder")
+    return Path(config["output"])
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -33,7 +39,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 def run_fcpo_trial(config: dict[str, Any]) -> dict[str, float]:
     from fairrec_ray.train_fcpo import run_fcpo
 
-    job = build_config(FCPOJobConfig, {**config, "output": str(_trial_dir() / "fcpo")}, "sweep trial")
+    job = build_config(FCPOJobConfig, {**config, "output": str(_trial_dir(config) / "fcpo")}, "sweep trial")
     results = run_fcpo(job)
     return {**_scalars(results["final_test"]), "cost_limit": float(results["cost_limit"])}
 
@@ -41,7 +47,7 @@ def run_fcpo_trial(config: dict[str, Any]) -> dict[str, float]:
 def run_cfp_trial(config: dict[str, Any]) -> dict[str, float]:
     from fairrec_ray.cfp.job import run_cfp
 
-    values = {"num_workers": 0, **config, "output": str(_trial_dir() / "cfp")}
+    values = {"num_workers": 0, **config, "output": str(_trial_dir(config) / "cfp")}
     results = run_cfp(build_config(CFPConfig, values, "sweep trial"))
     before = {f"backbone_{k}": v for k, v in _scalars(results["before"]).items()}
     return {**_scalars(results["after"]), **before}
