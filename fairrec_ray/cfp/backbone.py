@@ -32,6 +32,8 @@ def p5_train_config(config: CFPConfig, output: Path):
         synthetic_users=config.synthetic_users,
         synthetic_items=config.synthetic_items,
         synthetic_interactions=config.synthetic_interactions,
+        synthetic_genres=config.synthetic_genres,
+        synthetic_signal=config.synthetic_signal,
         val_users=config.eval_users or 0,
         val_protocol=config.protocol,
         num_beams=config.num_beams,

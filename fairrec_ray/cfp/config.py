@@ -31,9 +31,13 @@ class CFPConfig:
     dataset: str = field(default="synthetic", metadata=_help(f"dataset name: {', '.join(DATASETS)}"))
     data_dir: str | None = field(default=None, metadata=_help("folder with the dataset's original files"))
     attribute: str = field(default="gender", metadata=_help("sensitive attribute: gender|age|occupation|marital|…"))
-    synthetic_users: int = field(default=400, metadata=_help("synthetic: number of users"))
-    synthetic_items: int = field(default=200, metadata=_help("synthetic: number of items"))
-    synthetic_interactions: float = field(default=24.0, metadata=_help("synthetic: mean interactions per user"))
+    synthetic_users: int = field(default=300, metadata=_help("synthetic: number of users"))
+    synthetic_items: int = field(default=100, metadata=_help("synthetic: number of items"))
+    synthetic_interactions: float = field(default=20.0, metadata=_help("synthetic: mean interactions per user"))
+    synthetic_genres: int = field(default=18, metadata=_help("synthetic: genres"))
+    synthetic_signal: float = field(
+        default=3.0, metadata=_help("synthetic: planted attribute -> taste signal (generator default 1; 0: none)")
+    )
     max_history: int = field(default=20, metadata=_help("history items in a prompt (most recent)"))
     samples_per_user: int = field(default=4, metadata=_help("training prompts per user and epoch (0: every position)"))
     # --- backbone
@@ -42,14 +46,18 @@ class CFPConfig:
         default=None, metadata=_help("where an auto-trained backbone is cached (default: $FAIRREC_CACHE/backbones)")
     )
     backbone_preset: Literal["tiny", "small"] = field(default="tiny", metadata=_help("preset when pre-training"))
-    backbone_epochs: int = field(default=6, metadata=_help("epochs when pre-training the backbone"))
+    backbone_epochs: int = field(default=4, metadata=_help("epochs when pre-training the backbone"))
     backbone_seq_per_user: int = field(default=8, metadata=_help("pre-training prompts per user and epoch (0: all)"))
     # --- prompts
     prefix_length: int = field(default=10, metadata=_help("prefix tokens per side (encoder and decoder)"))
     ffn_hidden: int = field(default=128, metadata=_help("hidden width of the reparameterisation FFN"))
     reweighter: bool = field(default=True, metadata=_help("Prompt Token Reweighter on (false: ablation)"))
     # --- adversary
-    discriminator_weight: float = field(default=10.0, metadata=_help("λ in L_rec − λ·L_disc (0: no adversary)"))
+    discriminator_weight: float = field(default=10.0, metadata=_help("λ: adversarial weight (0: no adversary)"))
+    adversary_loss: Literal["negative", "uniform"] = field(
+        default="negative",
+        metadata=_help("prompt's adversarial term: negative = −L_disc (paper), uniform = CE to uniform classes"),
+    )
     discriminator_hidden: int = field(default=128, metadata=_help("discriminator MLP width"))
     discriminator_layers: int = field(default=2, metadata=_help("discriminator hidden layers"))
     disc_warmup_epochs: int = field(default=1, metadata=_help("discriminator-only epochs before the prompts train"))
@@ -59,7 +67,7 @@ class CFPConfig:
     # --- optimisation
     epochs: int = field(default=4, metadata=_help("training epochs, warm-up included"))
     batch_size: int = field(default=64, metadata=_help("per-worker batch size"))
-    prefix_lr: float = field(default=1e-3, metadata=_help("prompt learning rate (AdamW)"))
+    prefix_lr: float = field(default=1e-2, metadata=_help("prompt learning rate (AdamW)"))
     discriminator_lr: float = field(default=1e-3, metadata=_help("discriminator learning rate (AdamW)"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay of both optimisers"))
     grad_clip: float = field(default=1.0, metadata=_help("gradient-norm clip of the prompt update"))
@@ -108,6 +116,9 @@ class CFPConfig:
         need(self.eval_users is None or self.eval_users >= 1, "eval_users", ">= 1 or None")
         need(self.synthetic_users >= 20, "synthetic_users", ">= 20")
         need(self.synthetic_items >= 10, "synthetic_items", ">= 10")
+        need(self.synthetic_genres >= 2, "synthetic_genres", ">= 2")
+        need(self.synthetic_signal >= 0, "synthetic_signal", ">= 0")
+        need(self.adversary_loss in ("negative", "uniform"), "adversary_loss", "negative or uniform")
         if self.dataset != "synthetic":
             need(self.data_dir is not None, "data_dir", f"a folder with the {self.dataset} files")
         if self.data_dir is not None:

@@ -76,8 +76,10 @@ class CFPData:
         for start in range(0, share, batch_size):
             yield self.collate([examples[i] for i in mine[start : start + batch_size]])
 
-    def user_batches(self, batch_size: int = 128) -> Iterator[dict[str, torch.Tensor]]:
-        """One representation prompt per split user, in split order."""
-        examples = eval_examples(self.split, self.tokenizer, REPRESENTATION_STAGE, self.max_history)
+    def user_batches(
+        self, batch_size: int = 128, stage: str = REPRESENTATION_STAGE
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One representation prompt per split user (the ``stage``'s history), in split order."""
+        examples = eval_examples(self.split, self.tokenizer, stage, self.max_history)
         for start in range(0, len(examples), batch_size):
             yield self.collate(examples[start : start + batch_size])

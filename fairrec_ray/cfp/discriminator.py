@@ -7,6 +7,8 @@ use C logits and cross-entropy on the logits (softmax applied once, inside the l
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -42,3 +44,23 @@ def discriminator_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 def discriminator_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     predicted = (logits > 0).long() if logits.dim() == 1 else logits.argmax(-1)
     return float((predicted == labels.long()).float().mean())
+
+
+def adversary_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "uniform") -> torch.Tensor:
+    """The prompts' adversarial term (minimised by the prompts, weighted by λ).
+
+    ``negative``: ``−L_disc`` (the paper's ``L_rec − λ·L_disc``). Unbounded: the prompts gain by
+    making the discriminator *confidently wrong*, e.g. flipping its prediction, which still encodes
+    the attribute (a fresh probe reads it back).
+    ``uniform``: cross-entropy between the discriminator's predicted distribution and the uniform
+    class distribution (confusion), minus its minimum ``log C``, so it is 0 when the discriminator
+    is maximally unsure; bounded, and it rewards removing the information, not inverting it.
+    """
+    if kind == "negative":
+        return -discriminator_loss(logits, labels)
+    if kind != "uniform":
+        raise ValueError(f"adversary_loss: got {kind!r}; expected negative or uniform")
+    if logits.dim() == 1:
+        target = torch.full_like(logits, 0.5)
+        return F.binary_cross_entropy_with_logits(logits, target) - math.log(2.0)
+    return -F.log_softmax(logits, dim=-1).mean(-1).mean() - math.log(logits.shape[-1])

@@ -19,22 +19,27 @@ HIT_KEYS = ("hit@1", "hit@3", "hit@5", "hit@10", "ndcg@5", "ndcg@10")
 
 
 @torch.no_grad()
-def user_representations(model: CFPModel, data: CFPData, prompt: bool = True) -> np.ndarray:
+def user_representations(model: CFPModel, data: CFPData, prompt: bool = True, stage: str = "test") -> np.ndarray:
     """[n_split_users, d] mean-pooled encoder states over the user-id tokens (split order)."""
     was_training = model.training
     model.eval()
     context = contextlib.nullcontext() if prompt else model.encoder_prefix.disabled()
     out = []
     with context:
-        for batch in data.user_batches():
+        for batch in data.user_batches(stage=stage):
             out.append(model.encode_users(batch["input_ids"], batch["attention_mask"], batch["user_token_mask"]))
     model.train(was_training)
     return torch.cat(out).float().cpu().numpy()
 
 
-def fairness_metrics(model: CFPModel, data: CFPData, folds: int, seed: int, prompt: bool = True) -> dict[str, float]:
-    features = user_representations(model, data, prompt)
-    result = probe_auc(features, data.labels[data.split.users], folds=folds, seed=seed)
+def fairness_metrics(
+    model: CFPModel, data: CFPData, folds: int, seed: int, prompt: bool = True, stage: str = "test"
+) -> dict[str, float]:
+    from fairrec_ray.p5.examples import eval_rows
+
+    features = user_representations(model, data, prompt, stage)
+    users = data.split.users[eval_rows(data.split, stage)]  # the rows user_batches(stage) renders
+    result = probe_auc(features, data.labels[users], folds=folds, seed=seed)
     return result.as_dict()
 
 
@@ -76,8 +81,13 @@ def ranking_metrics(
 
 
 def evaluate(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = True) -> dict[str, float]:
-    """Probe AUC + ranking metrics at ``stage`` ("valid" or "test")."""
-    out = fairness_metrics(model, data, config.probe_folds, config.seed, prompt)
+    """Probe AUC + ranking metrics at ``stage`` ("valid" or "test").
+
+    The probe reads the ``stage``'s prompts (validation: history without the last two items) with
+    other folds at "valid" (seed + 1), so the best-epoch choice (on "valid") is not made on exactly
+    the numbers reported for "test"."""
+    probe_seed = config.seed + (1 if stage == "valid" else 0)
+    out = fairness_metrics(model, data, config.probe_folds, probe_seed, prompt, stage)
     max_users = config.eval_users if stage == "valid" else None
     out.update(ranking_metrics(model, data, stage, config.protocol, config.num_beams, max_users, config.seed, prompt))
     return out

@@ -100,8 +100,8 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
     handler = _attach_log(output)
     try:
         log.info("cfp: output %s", output)
+        init_ray(config.address)  # before pre-training, so train_p5 reuses this Ray (no second start)
         backbone_dir = ensure_backbone(config)
-        init_ray(config.address)
         t_backbone = time.perf_counter() - started
 
         # The unfair baseline through the same code: prompts built but switched off.

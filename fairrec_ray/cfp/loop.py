@@ -31,7 +31,12 @@ from ray.train.torch import prepare_model
 
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.data import CFPData, seed_everything
-from fairrec_ray.cfp.discriminator import Discriminator, discriminator_accuracy, discriminator_loss
+from fairrec_ray.cfp.discriminator import (
+    Discriminator,
+    adversary_loss,
+    discriminator_accuracy,
+    discriminator_loss,
+)
 from fairrec_ray.cfp.evaluate import evaluate
 from fairrec_ray.cfp.model import CFPModel, build_cfp_model
 from fairrec_ray.cfp.schedule import phase_for
@@ -110,7 +115,7 @@ def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: C
             )
             loss = rec_loss
             if lam > 0:
-                loss = rec_loss - lam * discriminator_loss(raw_disc(rep), attr)
+                loss = rec_loss + lam * adversary_loss(raw_disc(rep), attr, config.adversary_loss)
             opt_p.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(raw_model.prompt_parameters(), config.grad_clip)

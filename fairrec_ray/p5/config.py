@@ -49,6 +49,7 @@ class P5TrainConfig:
     synthetic_items: int = field(default=1682, metadata=_help("synthetic dataset: items"))
     synthetic_interactions: float = field(default=106.0, metadata=_help("synthetic: mean interactions per user"))
     synthetic_genres: int = field(default=18, metadata=_help("synthetic: genres (binge structure)"))
+    synthetic_signal: float = field(default=1.0, metadata=_help("synthetic: planted attribute signal (0: none)"))
     seed: int = field(default=0, metadata=_help("seed of init, prompts, sampling"))
     address: str | None = field(default=None, metadata=_help("Ray address (default: RAY_ADDRESS or local)"))
     crash_after_epoch: int = field(default=0, metadata=_help("testing: fail right after this epoch's checkpoint"))

@@ -37,6 +37,7 @@ def load_split(cfg: P5TrainConfig) -> tuple[RecDataset, LeaveOneOutSplit]:
     synthetic = SyntheticConfig(
         n_users=cfg.synthetic_users, n_items=cfg.synthetic_items,
         mean_interactions=cfg.synthetic_interactions, n_genres=cfg.synthetic_genres,
+        signal=cfg.synthetic_signal,
         min_interactions=min(20, int(cfg.synthetic_interactions)),
     )  # fmt: skip
     dataset = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed, synthetic=synthetic)
