@@ -112,7 +112,7 @@ def test_job_submit_needs_the_token_and_runs_train_cfp(token_cluster, tmp_path):
     output = tmp_path / "out"
     entry = [
         "python", "-m", "fairrec_ray.train_cfp", "--backbone", str(backbone), "--output", str(output),
-        "--num-workers", "1", "--prefix-length", "2", "epochs=2", "num_beams=10", "probe_folds=2",
+        "--num-workers", "0", "--prefix-length", "2", "epochs=2", "num_beams=10", "probe_folds=2",
         "samples_per_user=1", "eval_every_epoch=false", "ffn_hidden=16",
         *[f"{k}={v}" for k, v in data.items()],
     ]  # fmt: skip

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from cfp_fixtures import train_small_backbone
 
 from fairrec_ray.cfp import load_fair_model
 from fairrec_ray.cfp.config import CFPConfig
@@ -16,15 +15,21 @@ from fairrec_ray.cfp.data import CFPData
 from fairrec_ray.cfp.job import EpochRecord, choose_best, run_cfp
 from fairrec_ray.config import build_config
 
-DATA = dict(synthetic_users=160, synthetic_items=60, synthetic_interactions=20)
-# The test's accuracy bound: CFP keeps >= 80 % of the backbone's test hit@10 on 160 users (the
-# product target is 95 %; on this few users one hit is 0.6 % and the seeds are short).
+# The embedded demo's data (300 users, planted signal 3); its backbone comes from the real pipeline
+# (ensure_backbone -> train_p5, tiny preset, 4 epochs, ~1.5 min on 2 cores): the narrower in-process
+# fixture backbone leaked only ~0.70-0.74 gender AUC, too close to the > 0.7 bar to test against.
+DATA = dict(synthetic_users=300, synthetic_items=100, synthetic_interactions=20, num_beams=10, eval_users=100)
+# The test's accuracy bound: CFP keeps >= 80 % of the backbone's test hit@10 (the product target is
+# 95 %; on 300 users one hit is 0.3 % and the run is short).
 HIT_BOUND = 0.80
 
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
-    return train_small_backbone(CFPConfig(**DATA), tmp_path_factory.mktemp("cfp") / "backbone", epochs=5)
+    from fairrec_ray.cfp.backbone import ensure_backbone
+
+    cache = tmp_path_factory.mktemp("cfp-backbones")
+    return ensure_backbone(build_config(CFPConfig, {**DATA, "backbone_cache": str(cache)}))
 
 
 @pytest.mark.slow
@@ -33,9 +38,8 @@ def test_cfp_end_to_end_on_ray_train(backbone, tmp_path):
     out = tmp_path / "out"
     config = build_config(
         CFPConfig,
-        {**DATA, "backbone": str(backbone), "output": str(out), "num_workers": 2, "epochs": 4,
-         "num_beams": 10, "probe_folds": 3, "samples_per_user": 4, "prefix_length": 4,
-         "discriminator_weight": 10.0},
+        {**DATA, "backbone": str(backbone), "output": str(out), "num_workers": 2, "epochs": 3,
+         "probe_folds": 3},
     )  # fmt: skip
     results = run_cfp(config)
     before, after = results["before"], results["after"]
@@ -63,8 +67,7 @@ def test_cfp_end_to_end_on_ray_train(backbone, tmp_path):
 @pytest.mark.usefixtures("ray_session")
 def test_local_mode_resumes_from_its_checkpoints(backbone, tmp_path):
     common = {**DATA, "backbone": str(backbone), "output": str(tmp_path / "out"), "num_workers": 0,
-              "num_beams": 10, "probe_folds": 2, "samples_per_user": 1, "prefix_length": 2,
-              "eval_every_epoch": False}  # fmt: skip
+              "probe_folds": 2, "samples_per_user": 1, "prefix_length": 2, "eval_every_epoch": False}  # fmt: skip
     first = run_cfp(build_config(CFPConfig, {**common, "epochs": 2}))
     assert [e["epoch"] for e in first["per_epoch"]] == [0, 1]
     second = run_cfp(build_config(CFPConfig, {**common, "epochs": 3}))
