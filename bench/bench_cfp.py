@@ -95,7 +95,22 @@ def main() -> int:
     backbone = str(ensure_backbone(build_config(CFPConfig, base, "bench")))
     base["backbone"] = backbone
     init_ray()
-    report: dict = {"dataset": "movielens-100k", "backbone": backbone, "overrides": args.overrides, "attributes": {}}
+    from fairrec_ray.config import config_to_dict
+
+    report: dict = {
+        "dataset": "movielens-100k",
+        "backbone": backbone,
+        "overrides": args.overrides,
+        "settings": config_to_dict(build_config(CFPConfig, base, "bench")),
+        "notes": "probe AUC: max over logreg/MLP probes, 5-fold unless probe_folds says otherwise; hit@k on the "
+        "test split of every user (eval_users caps only the per-epoch validation ranking)",
+        "attributes": {},
+    }
+    backbone_results = Path(backbone).parent / "results.json"
+    if backbone_results.is_file():
+        report["backbone_training"] = {
+            k: v for k, v in json.loads(backbone_results.read_text()).items() if k in ("best_epoch", "best", "wall_s")
+        }
 
     def run(name: str, **extra) -> dict:
         cfg = build_config(CFPConfig, {**base, **extra, "output": str(out / name)}, "bench")
