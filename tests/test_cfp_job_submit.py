@@ -3,7 +3,7 @@
 Starts ``ray start --head --block`` on free ports with its own ``--temp-dir`` as a child in its own
 process group (``RAY_AUTH_MODE=token`` and a fresh ``RAY_AUTH_TOKEN``), submits the smallest
 train_cfp job with the token and checks it succeeded and wrote its results, checks that a client
-without the token is refused, then terminates that process group. Never ``ray stop``: it would
+without the token is refused, then terminates that process group. It never stops Ray machine-wide: that would
 kill every Ray process on the machine.
 """
 
