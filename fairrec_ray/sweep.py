@@ -59,8 +59,7 @@ def run_sweep(sweep: SweepConfig, output: Path) -> dict[str, Any]:
         raise FairrecError(f"all {len(errors)} sweep trials failed; the first said: {reason}")
     table = pareto_table(frame, sweep.accuracy, sweep.fairness)
     keep = [*sweep.search, sweep.accuracy, sweep.fairness, "pareto"]
-    extra = [c for c in table.columns if c not in keep and not c.startswith(("time", "date", "hostname", "node_ip"))]
-    table = table[keep + [c for c in extra if c in ("trial_id", "training_iteration")]]
+    table = table[keep + [c for c in ("training_iteration", "trial_id") if c in table.columns]]
     output.mkdir(parents=True, exist_ok=True)
     tmp = output / ".trials.csv.tmp"
     table.to_csv(tmp, index=False)
