@@ -20,8 +20,9 @@ from fairrec_ray.p5 import (
     save_p5,
     train_examples,
 )
+from fairrec_ray.p5.indexing import sequential_item_numbers
 from fairrec_ray.p5.model import P5Model, preset_config
-from fairrec_ray.p5.tokenizer import P5Tokenizer, sequential_item_numbers
+from fairrec_ray.p5.tokenizer import P5Tokenizer
 
 TINY = dict(d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
 

@@ -8,6 +8,7 @@ from typing import Literal
 from fairrec_ray.data.registry import DATASETS
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.p5.examples import ExampleConfig
+from fairrec_ray.p5.indexing import INDEXINGS
 from fairrec_ray.p5.model import PRESETS
 
 
@@ -32,8 +33,9 @@ class P5TrainConfig:
     n_candidates: int = field(default=10, metadata=_help("candidates listed by 2-7/2-8/5-5..5-8 (paper: 100)"))
     direct_per_user: int = field(default=2, metadata=_help("direct-task (5-x) prompts per user and epoch"))
     max_seq_per_user: int = field(default=0, metadata=_help("sequential prompts per user and epoch (0 = all)"))
-    item_indexing: Literal["raw", "sequential"] = field(
-        default="raw", metadata=_help("item numbers: raw (item_idx+1) or P5's sequential indexing of train sequences")
+    item_indexing: Literal["raw", "sequential", "collaborative"] = field(
+        default="raw",
+        metadata=_help("item numbers: raw (item_idx+1), sequential (P5) or collaborative (co-consumption clusters)"),
     )
     num_workers: int = field(default=1, metadata=_help("Ray Train workers (0 = in-process, no workers)"))
     use_gpu: bool = field(default=False, metadata=_help("one GPU per worker"))
@@ -78,6 +80,8 @@ class P5TrainConfig:
             raise ConfigError(f"eval_batch_size: got {self.eval_batch_size}; evaluation is batched, use >= 2")
         if self.use_gpu and self.num_workers == 0:
             raise ConfigError("use_gpu: needs num_workers >= 1 (GPUs are assigned to Ray Train workers)")
+        if self.item_indexing not in INDEXINGS:
+            raise ConfigError(f"item_indexing: got {self.item_indexing!r}; expected one of {list(INDEXINGS)}")
         if self.dataset != "synthetic" and not self.data_dir:
             raise ConfigError(f"data_dir: dataset {self.dataset!r} needs --data-dir")
 

@@ -5,9 +5,8 @@ Ids are written as numbers (``user_23``, ``1234``) and split into sub-tokens of 
 (``user_`` ``##23``; ``12`` ``##34``), as SentencePiece splits numbers in P5. Whole-word
 embeddings then tell the model which sub-tokens form one id: ``word_start_flags()`` marks tokens
 that begin a word (no ``##`` continuation prefix; for a wrapped SentencePiece/T5 ``tokenizer.json``
-the ``▁`` marker). Items are printed with a number from ``item_numbers`` (``item_idx`` -> number):
-by default P5's *sequential indexing* (numbered in order of first appearance in the training
-sequences), which gives items seen together nearby numbers and so shared sub-tokens.
+the ``▁`` marker). Items are printed with a number from ``item_numbers`` (``item_idx`` -> number,
+default ``item_idx + 1``); ``indexing.py`` computes P5's sequential and a collaborative numbering.
 """
 
 from __future__ import annotations
@@ -129,19 +128,6 @@ class P5Tokenizer:
 
     def with_items(self, item_numbers: np.ndarray) -> P5Tokenizer:
         return P5Tokenizer(self.tokenizer, item_numbers, self.style)
-
-
-def sequential_item_numbers(train_sequences: Sequence[np.ndarray], n_items: int) -> np.ndarray:
-    """P5's sequential indexing from *training* sequences only (no test leak): items numbered
-    1, 2, … in order of first appearance, unseen items after them in ``item_idx`` order."""
-    order: dict[int, None] = {}
-    for seq in train_sequences:
-        for item in seq:
-            order.setdefault(int(item), None)
-    rest = [i for i in range(n_items) if i not in order]
-    numbers = np.empty(n_items, dtype=np.int64)
-    numbers[np.asarray(list(order) + rest, dtype=np.int64)] = np.arange(1, n_items + 1)
-    return numbers
 
 
 def _digit_pieces(max_number: int) -> list[str]:
