@@ -46,7 +46,7 @@ AT = (10, 100)
 def env_throughput(data, steps: int = 30) -> float:
     torch.set_num_threads(1)
     env = RecVectorEnv(data, num_envs=data.n_users)
-    actions = np.random.default_rng(0).normal(size=(env.num_envs, data.dim)).astype(np.float32)
+    actions = np.random.default_rng(0).normal(size=(env.num_envs, data.action_dim)).astype(np.float32)
     env.reset(seed=0)
     start = time.perf_counter()
     for _ in range(steps):
@@ -134,7 +134,7 @@ def throughput(data, job: FCPOJobConfig, iterations: int = 4) -> dict:
             "iteration_s_median": float(np.median(times)),
             "transitions_per_s": data.n_users * job.horizon / best,
         }
-    agent = ReferenceAgent(data.n_start * data.dim + 1, data.dim)
+    agent = ReferenceAgent(data.n_start * data.dim + 1, data.action_dim)
     d = cost_limit_from_alpha(0.5, job.top_k, job.horizon, job.gamma_c)
     ref = [reference_iteration(agent, data, job.top_k, job.horizon, d, max_kl=job.max_kl) for _ in range(2)]
     best_ref = min(ref, key=lambda r: r["iteration_s"])
@@ -163,7 +163,7 @@ def main() -> None:
 
     job = FCPOJobConfig(dataset="movielens-100k", data_dir=args.data_dir, max_kl=args.max_kl, emb_dim=args.emb_dim)
     dataset = load_dataset("movielens-100k", data_dir=args.data_dir)
-    data = build_env_data(dataset, emb_dim=job.emb_dim, seed=job.seed)
+    data = build_env_data(dataset, emb_dim=job.emb_dim, seed=job.seed, exposure_feature=job.exposure_feature)
     report: dict = {
         "dataset": "movielens-100k",
         "n_users": data.n_users,

@@ -62,7 +62,7 @@ def reference_iteration(
 ) -> dict[str, float]:
     """Sample one episode per training user (per-user loop), then one CPO update. Returns timings."""
     tick = time.perf_counter()
-    emb = data.item_emb
+    emb, obs_emb = data.scoring_matrix(), data.item_emb
     obs_l, act_l, rew_l, cost_l, adv_l, cadv_l, ret_l, cret_l, disc_l = ([] for _ in range(9))
     ep_costs = []
     for u in range(data.n_users):
@@ -72,7 +72,7 @@ def reference_iteration(
         remaining = set(data.train_positives.items[lo:hi].tolist()) - shown
         obs_u, act_u, rew_u, cost_u = [], [], [], []
         for t in range(horizon):
-            obs = np.concatenate([emb[list(window)].ravel(), [t / horizon]]).astype(np.float32)
+            obs = np.concatenate([obs_emb[list(window)].ravel(), [t / horizon]]).astype(np.float32)
             with torch.no_grad():
                 mean = agent.pi(torch.from_numpy(obs)[None])[0]
                 w = (mean + agent.log_std.exp() * torch.randn_like(mean)).numpy()

@@ -55,8 +55,14 @@ class FCPOJobConfig:
     gamma_c: float = field(default=0.99, metadata={"help": "cost discount (also used for d)"})
     gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
     critic_lr: float = field(default=1e-3, metadata={"help": "critic Adam learning rate"})
-    critic_iters: int = field(default=20, metadata={"help": "critic passes per iteration"})
+    critic_iters: int = field(default=3, metadata={"help": "critic passes over the batch per iteration"})
+    critic_minibatch_size: int = field(default=1024, metadata={"help": "rows per critic Adam step (0: full batch)"})
+    fvp_subsample: float = field(default=0.2, metadata={"help": "share of rows used for Fisher-vector products"})
     init_log_std: float = field(default=-0.5, metadata={"help": "initial log std of the Gaussian policy"})
+    exposure_feature: float = field(
+        default=1.0,
+        metadata={"help": "scale (in typical MF score gaps) of the action's popular-item score offset; 0 = none"},
+    )
     synthetic_users: int = field(default=300, metadata={"help": "synthetic dataset: users"})
     synthetic_items: int = field(default=400, metadata={"help": "synthetic dataset: items"})
     address: str | None = field(default=None, metadata={"help": "Ray address (default: RAY_ADDRESS or local)"})
@@ -71,6 +77,13 @@ class FCPOJobConfig:
                 raise ConfigError(f"{key}: got {getattr(self, key)}; expected an integer >= 1")
         if self.eval_every < 0 or self.num_env_runners < 0:
             raise ConfigError("eval_every and num_env_runners must be >= 0")
+        if self.critic_minibatch_size < 0 or not 0 < self.fvp_subsample <= 1:
+            raise ConfigError(
+                f"critic_minibatch_size / fvp_subsample: got {self.critic_minibatch_size} / {self.fvp_subsample}; "
+                "expected >= 0 / in (0, 1]"
+            )
+        if self.exposure_feature < 0:
+            raise ConfigError(f"exposure_feature: got {self.exposure_feature}; expected >= 0 (0 = no popular offset)")
         if self.num_learners not in (0, 1):
             raise ConfigError(f"num_learners: got {self.num_learners}; expected 0 or 1 (CPO runs on one learner)")
 
@@ -91,6 +104,8 @@ def build_config(job: FCPOJobConfig, data: Any) -> Any:
             gae_lambda=job.gae_lambda,
             critic_lr=job.critic_lr,
             critic_iters=job.critic_iters,
+            critic_minibatch_size=job.critic_minibatch_size or None,
+            fvp_subsample=job.fvp_subsample,
         )
         .rl_module(model_config={"init_log_std": job.init_log_std})
         .env_runners(num_env_runners=job.num_env_runners)
@@ -144,6 +159,7 @@ def run_fcpo(job: FCPOJobConfig) -> dict[str, Any]:
         popular_share=job.popular_share,
         emb_dim=job.emb_dim,
         seed=job.seed,
+        exposure_feature=job.exposure_feature,
     )
     config = build_config(job, data)
     config.validate()  # bad combinations fail here, before Ray starts or anything is written

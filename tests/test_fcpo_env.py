@@ -167,3 +167,55 @@ def test_gaussian_helpers_match_torch_distributions():
     d1 = torch.distributions.Normal(m1, s1.exp())
     torch.testing.assert_close(gaussian_log_prob(a, m0, s0), d0.log_prob(a).sum(-1))
     torch.testing.assert_close(gaussian_kl(m0, s0, m1, s1), torch.distributions.kl_divergence(d0, d1).sum(-1))
+
+
+def test_exposure_coordinate_shifts_every_popular_items_score():
+    import dataclasses
+
+    from fairrec_ray.fcpo.module import ResidualActor
+
+    data = dataclasses.replace(planted_env_data(n_users=8), exposure_scale=2.0)
+    assert data.action_dim == data.dim + 1
+    rows = data.scoring_matrix()
+    np.testing.assert_array_equal(rows[:, :-1], data.item_emb)
+    np.testing.assert_array_equal(rows[:, -1], np.where(data.popular, 2.0, 0.0))
+    env = RecVectorEnv(data, num_envs=8, top_k=4, horizon=2)
+    assert env.single_action_space.shape == (data.action_dim,)
+    env.reset(seed=0)
+    w = np.zeros((8, data.action_dim), np.float32)
+    w[:, 0] = 1.0  # embedding part points at the popular items
+    _, _, _, _, info = env.step(w)
+    assert np.all(info[INFO_COST] == 4)  # all four picks popular
+    env.reset(seed=0)
+    w[:, -1] = -10.0  # offset pushes every popular item below every other
+    _, _, _, _, info = env.step(w)
+    assert np.all(info[INFO_COST] == 0)
+    # The actor's prior starts the extra coordinate at 0 (plain MF ranking).
+    query = np.eye(data.dim, dtype=np.float32)
+    actor = ResidualActor(data.n_start * data.dim + 1, (8,), data.action_dim, query)
+    obs = torch.randn(3, data.n_start * data.dim + 1)
+    mean = actor(obs).detach()
+    assert torch.all(mean[:, -1] == 0)
+    torch.testing.assert_close(mean[:, :-1], obs[:, :-1].view(3, data.n_start, data.dim).sum(1))
+
+
+def test_negative_exposure_feature_is_refused():
+    from fairrec_ray.train_fcpo import FCPOJobConfig
+
+    with pytest.raises(ConfigError, match=r"exposure_feature: got -1.0; expected >= 0"):
+        FCPOJobConfig(exposure_feature=-1.0)
+
+
+def test_policy_batch_subsample_keeps_rows_aligned():
+    from fairrec_ray.fcpo.surrogates import PolicyBatch
+
+    n = 50
+    col = torch.arange(n, dtype=torch.float32)
+    batch = PolicyBatch(col[:, None].repeat(1, 3), col[:, None], col, -col, col * 2, col[:, None].repeat(1, 2), 7)
+    sub = batch.subsample(0.2, generator=torch.Generator().manual_seed(0))
+    assert sub.obs.shape == (10, 3) and sub.num_episodes == 7
+    rows = sub.obs[:, 0]
+    for column in (sub.actions[:, 0], sub.reward_adv, -sub.cost_adv, sub.cost_weight / 2, sub.old_dist_inputs[:, 1]):
+        torch.testing.assert_close(column, rows)
+    assert len(set(rows.tolist())) == 10
+    assert batch.subsample(1.0) is batch

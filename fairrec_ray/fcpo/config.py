@@ -31,13 +31,14 @@ ENV_NAME = "fairrec-fcpo-rec-v0"
 
 _TRAINING_KEYS = (
     "alpha", "max_kl", "cg_iters", "damping", "line_search_steps", "line_search_decay", "gamma_r", "gamma_c",
-    "gae_lambda", "critic_lr", "critic_iters", "critic_minibatch_size", "actor_prior",
+    "gae_lambda", "critic_lr", "critic_iters", "critic_minibatch_size", "actor_prior", "fvp_subsample",
 )  # fmt: skip
 
 
 class FCPOConfig(AlgorithmConfig):
     """Defaults follow the reference (Ge et al. 2021) where it is sound: K = T = 10, gamma 0.99,
-    lambda 0.95, max KL 0.1 (reference 0.01), CG 10 iterations, damping 0.1, line search 0.8^i for i < 15."""
+    lambda 0.95, max KL 0.1 (reference 0.01), CG 10 iterations, damping 0.1, line search 0.8^i for i < 15;
+    Fisher products on a 20 % row sample and minibatch critic steps for speed."""
 
     def __init__(self, algo_class: type | None = None) -> None:
         from fairrec_ray.fcpo.algorithm import FCPO  # circular: the algorithm imports this config
@@ -48,6 +49,9 @@ class FCPOConfig(AlgorithmConfig):
         self.max_kl = 0.1  # measured on ML-100K: 0.01-0.05 moved the cost far too slowly
         self.cg_iters = 10
         self.damping = 0.1
+        # Share of the batch's rows used for Fisher-vector products (the line search still measures
+        # KL on every row): 0.2 made the CG solves ~5x cheaper at unchanged steps on ML-100K.
+        self.fvp_subsample = 0.2
         self.line_search_steps = 15
         self.line_search_decay = 0.8
         # advantages
@@ -58,8 +62,10 @@ class FCPOConfig(AlgorithmConfig):
         self.actor_prior = "fold_in"
         # critics
         self.critic_lr = 1e-3
-        self.critic_iters = 20
-        self.critic_minibatch_size: int | None = None  # None: full batch
+        # 3 passes of 1024-row Adam steps (~27 steps) fit better than 20 full-batch steps at a
+        # sixth of the compute; the per-step baseline table is set in closed form anyway.
+        self.critic_iters = 3
+        self.critic_minibatch_size: int | None = 1024  # None: full batch
         self.learner_torch_threads: int | None = 1  # None: leave torch's default
         # env
         self.top_k = 10
@@ -119,6 +125,7 @@ class FCPOConfig(AlgorithmConfig):
         critic_iters: int | Any = NotProvided,
         critic_minibatch_size: int | None | Any = NotProvided,
         actor_prior: str | Any = NotProvided,
+        fvp_subsample: float | Any = NotProvided,
         **kwargs: Any,
     ) -> Self:
         """CPO settings.
@@ -138,6 +145,7 @@ class FCPOConfig(AlgorithmConfig):
             critic_lr: Adam learning rate of both critics.
             critic_iters: critic regression passes per iteration.
             critic_minibatch_size: rows per critic step (None: full batch).
+            fvp_subsample: share of rows (in (0, 1]) the Fisher-vector products of CG use.
             actor_prior: "fold_in" (default): the actor's mean is the MF fold-in query of the
                 state window (a trainable linear map initialised so) plus a zero-initialised MLP
                 residual, so RL starts from an MF-quality recommender; "none": a plain MLP.
@@ -191,6 +199,7 @@ class FCPOConfig(AlgorithmConfig):
             ("max_kl", self.max_kl > 0, "> 0 (e.g. 0.01)"),
             ("cg_iters", self.cg_iters >= 1, ">= 1 (e.g. 10)"),
             ("damping", self.damping >= 0, ">= 0 (e.g. 0.1)"),
+            ("fvp_subsample", 0 < self.fvp_subsample <= 1, "in (0, 1] (e.g. 0.2)"),
             ("line_search_steps", self.line_search_steps >= 1, ">= 1 (e.g. 15)"),
             ("line_search_decay", 0 < self.line_search_decay < 1, "in (0, 1) (e.g. 0.8)"),
             ("gamma_r", 0 < self.gamma_r <= 1, "in (0, 1]"),

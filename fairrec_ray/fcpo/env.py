@@ -14,6 +14,8 @@ MDP (Ge et al. 2021, with the reference's bugs fixed):
 * state: embeddings of the user's last ``n_start`` positive items, plus ``t / T``;
 * action: a continuous vector ``w`` (Gaussian policy); items are scored ``w . e_i``, already shown
   or consumed items get ``-inf`` and the top-K are recommended (the CPO log-prob is that of ``w``);
+  with ``RecEnvData.exposure_scale > 0``, ``e_i`` carries one more feature (the scaled G0
+  indicator), so the last coordinate of ``w`` is a score offset for popular items;
 * reward: number of recommended items in the user's held-out positives, each paying once;
 * cost: number of recommended items in the popular group G0 (returned in ``infos["cost"]``);
 * transition: hit items join the state window (in rank order); episode ends after ``T`` steps
@@ -76,10 +78,11 @@ class RecVectorEnv(gym.vector.VectorEnv):
         self._positives, self._history = positives, history
         self._users = np.arange(data.n_users) if users is None else np.asarray(users, np.int64)
         self._item_emb = torch.from_numpy(data.item_emb)
+        self._score_rows = torch.from_numpy(data.scoring_matrix())
         self._popular = torch.from_numpy(data.popular)
         obs_dim = data.n_start * data.dim + 1
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
-        self.single_action_space = gym.spaces.Box(-np.inf, np.inf, (data.dim,), np.float32)
+        self.single_action_space = gym.spaces.Box(-np.inf, np.inf, (data.action_dim,), np.float32)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self._rng = np.random.default_rng()
@@ -144,7 +147,7 @@ class RecVectorEnv(gym.vector.VectorEnv):
     def recommend(self, w: torch.Tensor) -> torch.Tensor:
         """Top-K unseen items for each user's action vector, best first: ``[num_envs, K]``."""
         # penalty is 0 or -inf (not a x0 mask: a shown item can never win); addmm fuses the add.
-        scores = torch.addmm(self._penalty, w, self._item_emb.T)
+        scores = torch.addmm(self._penalty, w, self._score_rows.T)
         return torch.topk(scores, self.top_k, dim=1).indices
 
     def _push_hits(self, recommended: torch.Tensor, hits: torch.Tensor) -> None:

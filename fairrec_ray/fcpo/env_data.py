@@ -14,7 +14,7 @@ import numpy as np
 
 from fairrec_ray.data import RecDataset, fcpo_split, popular_items
 from fairrec_ray.errors import ConfigError
-from fairrec_ray.fcpo.embeddings import binary_matrix, cached_factorize
+from fairrec_ray.fcpo.embeddings import binary_matrix, cached_factorize, fold_in_query
 
 Split = Literal["train", "test"]
 
@@ -63,6 +63,9 @@ class RecEnvData:
     positive_threshold: float
     user_ids: np.ndarray  # dataset user_idx of each row
     mf_reg: float = 1.0  # ridge of the MF that made item_emb (the actor prior's fold-in uses it)
+    # > 0: items are scored with one extra feature, ``exposure_scale`` on G0 items (0 elsewhere),
+    # so the action gets one extra coordinate: a score offset for popular items (see build_env_data).
+    exposure_scale: float = 0.0
 
     @property
     def n_items(self) -> int:
@@ -75,6 +78,18 @@ class RecEnvData:
     @property
     def dim(self) -> int:
         return int(self.item_emb.shape[1])
+
+    @property
+    def action_dim(self) -> int:
+        """Size of the action ``w``: the embedding, plus the popular-item offset when enabled."""
+        return self.dim + (1 if self.exposure_scale > 0 else 0)
+
+    def scoring_matrix(self) -> np.ndarray:
+        """``[n_items, action_dim]``: item ``i`` is scored ``w . row_i``."""
+        if self.exposure_scale <= 0:
+            return self.item_emb
+        column = (self.popular * self.exposure_scale).astype(np.float32)[:, None]
+        return np.ascontiguousarray(np.concatenate([self.item_emb, column], axis=1))
 
     @property
     def n_start(self) -> int:
@@ -105,8 +120,15 @@ def build_env_data(
     mf_iters: int = 15,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    exposure_feature: float = 1.0,
 ) -> RecEnvData:
-    """FCPO split of ``dataset`` + MF item embeddings fitted on the training part only."""
+    """FCPO split of ``dataset`` + MF item embeddings fitted on the training part only.
+
+    ``exposure_feature``: score items with one extra feature, the popular-group indicator times
+    ``exposure_feature`` typical MF score gaps (``score_spread``), so the action has a coordinate
+    that shifts every popular item's score at once (0 = no such feature). Without it the policy
+    can only trade exposure by turning ``w`` inside the embedding space, and CPO's trust region
+    made that too slow (ML-100K: alpha 0.25 and 0.1 still infeasible after 50 iterations)."""
     if emb_dim < 1:
         raise ConfigError(f"emb_dim: got {emb_dim}; expected an integer >= 1 (e.g. 32)")
     split = fcpo_split(dataset, positive_threshold=positive_threshold, n_start=n_start, train_share=train_share)
@@ -123,6 +145,9 @@ def build_env_data(
     popular = popular_items(split.train_item_counts(n_items), top_share=popular_share)
     # Test period: everything before it (start + train feedback) is history.
     history = [np.setdiff1d(t, s) for t, s in zip(train_lists, split.test_start, strict=True)]
+    if exposure_feature < 0:
+        raise ConfigError(f"exposure_feature: got {exposure_feature}; expected >= 0 (0 = off)")
+    exposure_scale = exposure_feature * score_spread(item_emb, mf_reg, split.train_start) if exposure_feature else 0.0
     return RecEnvData(
         item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
         popular=popular,
@@ -134,4 +159,14 @@ def build_env_data(
         positive_threshold=positive_threshold,
         user_ids=split.users,
         mf_reg=float(mf_reg),
+        exposure_scale=float(exposure_scale),
     )
+
+
+def score_spread(item_emb: np.ndarray, reg: float, windows: np.ndarray) -> float:
+    """Mean over users of the std of the MF fold-in scores over items: the unit in which a score
+    offset is "one typical score gap", so one unit of the exposure coordinate means the same on
+    every dataset."""
+    query = fold_in_query(item_emb, reg, windows)
+    scores = (item_emb[windows].sum(1) @ query) @ item_emb.T
+    return float(np.mean(scores.std(axis=1)))

@@ -49,6 +49,7 @@ class FCPOTorchLearner(TorchLearner):
         super().build()
         self._episode_cost = 0.0
         self._num_episodes = 1
+        self._fvp_rng = torch.Generator().manual_seed(int(self.config.seed or 0))
         if self._learner_connector is not None and self.config.add_default_connectors_to_learner_pipeline:
             self._learner_connector.prepend(AddOneTsToEpisodesAndTruncate())
             self._learner_connector.insert_after(
@@ -147,7 +148,8 @@ class FCPOTorchLearner(TorchLearner):
         reward, cost, _ = policy_terms(module, params, data)
         g = _flat(torch.autograd.grad(reward, params, retain_graph=True))
         b_grad = _flat(torch.autograd.grad(cost, params)) if constrained else torch.zeros_like(g)
-        fvp = fisher_vector_product(lambda: policy_terms(module, params, data)[2], params, config.damping)
+        fisher_data = data.subsample(config.fvp_subsample, generator=self._fvp_rng)
+        fvp = fisher_vector_product(lambda: policy_terms(module, params, fisher_data)[2], params, config.damping)
         h_inv_g = conjugate_gradient(fvp, g, config.cg_iters)
         h_inv_b = conjugate_gradient(fvp, b_grad, config.cg_iters) if constrained else torch.zeros_like(g)
         c = self._episode_cost - config.cost_limit if constrained else 0.0

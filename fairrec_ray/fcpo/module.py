@@ -45,14 +45,17 @@ class ResidualActor(nn.Module):
         self.mlp = mlp(obs_dim, hidden, act_dim)
         self.prior: nn.Linear | None = None
         if prior_query is not None:
-            query = torch.as_tensor(prior_query, dtype=torch.float32)  # [act_dim, act_dim]
-            if query.shape != (act_dim, act_dim) or (obs_dim - 1) % act_dim:
+            query = torch.as_tensor(prior_query, dtype=torch.float32)  # [dim, dim]
+            dim = query.shape[0]
+            if query.shape != (dim, dim) or dim > act_dim or (obs_dim - 1) % dim:
                 raise ValueError(f"prior_query: shape {tuple(query.shape)} does not fit obs {obs_dim} / act {act_dim}")
-            n_window = (obs_dim - 1) // act_dim
+            n_window = (obs_dim - 1) // dim
             self.prior = nn.Linear(obs_dim, act_dim)
             with torch.no_grad():
-                # obs = [e_1, ..., e_n, t/T]: the same query matrix on every window slot, 0 on t/T.
-                self.prior.weight.copy_(torch.cat([query] * n_window + [torch.zeros(act_dim, 1)], dim=1))
+                # obs = [e_1, ..., e_n, t/T]: the same query matrix on every window slot, 0 on t/T;
+                # extra action coordinates (the exposure offset) start at 0 = plain MF ranking.
+                self.prior.weight.zero_()
+                self.prior.weight[:dim].copy_(torch.cat([query] * n_window + [torch.zeros(dim, 1)], dim=1))
                 self.prior.bias.zero_()
                 last = self.mlp[-1]
                 last.weight.zero_()

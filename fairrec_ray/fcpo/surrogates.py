@@ -30,6 +30,19 @@ class PolicyBatch:
     old_dist_inputs: torch.Tensor  # [mean, log_std] of the policy that sampled (detached)
     num_episodes: int
 
+    def subsample(self, share: float, generator: torch.Generator | None = None) -> PolicyBatch:
+        """A random ``share`` of the rows (all of them when ``share >= 1``); for Fisher products,
+        whose mean-KL curvature a row sample estimates without bias."""
+        n = self.obs.shape[0]
+        keep = max(1, int(round(share * n)))
+        if keep >= n:
+            return self
+        idx = torch.randperm(n, generator=generator)[:keep]
+        return PolicyBatch(
+            self.obs[idx], self.actions[idx], self.reward_adv[idx], self.cost_adv[idx], self.cost_weight[idx],
+            self.old_dist_inputs[idx], self.num_episodes,
+        )  # fmt: skip
+
 
 def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     z = (actions - mean) / log_std.exp()
