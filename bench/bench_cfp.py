@@ -5,6 +5,8 @@
 
 1. A tiny P5 backbone pre-trained on ML-100K (cached; ``--backbone DIR`` to reuse one).
 2. Per attribute: the unfair backbone's probe AUC and hit@1/5/10 vs CFP's (same protocol, test split).
+   Beside them, the leak ceiling: a logistic-regression probe on each user's bag of items — all
+   history items, and only the items a prompt shows (``--ceiling-only`` runs just this).
 3. Ablations on one attribute: no Prompt Token Reweighter; discriminator weight 0 (the prompts
    train on L_rec only — the probe AUC must stay high, or the probe/representation is broken).
 4. Throughput of the CFP training step: the Ray Train loop (``examples_per_s`` reported by the
@@ -48,6 +50,32 @@ def summarize(result: dict) -> dict:
     }
 
 
+def leak_ceiling(config: CFPConfig, attributes: list[str], folds: int) -> dict:
+    """How much each attribute *can* leak: probe AUC (logistic regression) of every test user's bag
+    of items, (a) all items before the test item, (b) only the <= ``max_history`` items a prompt
+    shows — the input the backbone's user representation is computed from."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    from fairrec_ray.cfp.data import load_cfp_split
+    from fairrec_ray.cfp.probe import probe_auc
+    from fairrec_ray.p5.examples import eval_history, eval_rows
+
+    dataset, split = load_cfp_split(config)
+    rows = eval_rows(split, "test")
+    users = split.users[rows]
+    out: dict = {}
+    for name, limit in (("all_history", None), ("prompt_items", config.max_history)):
+        hists = [eval_history(split, int(r), "test")[-limit if limit else None :] for r in rows]
+        row_idx = np.repeat(np.arange(len(rows)), [len(h) for h in hists])
+        bag = csr_matrix((np.ones(len(row_idx)), (row_idx, np.concatenate(hists))), shape=(len(rows), dataset.n_items))
+        for attribute in attributes:
+            labels = dataset.attribute_labels(attribute)[users]
+            auc = probe_auc(bag.toarray(), labels, folds=folds, seed=config.seed, probes=("logreg",)).auc
+            out.setdefault(attribute, {})[f"bag_of_items_{name}"] = auc
+    return out
+
+
 def bare_throughput(config: CFPConfig, backbone: str, epochs: int = 1) -> float:
     """examples/s of ``run_epoch`` without Ray (one process, raw modules, same batches)."""
     import torch
@@ -72,6 +100,7 @@ def main() -> int:
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--attributes", default="gender,age,occupation")
     parser.add_argument("--ablate", default="gender")
+    parser.add_argument("--ceiling-only", action="store_true", help="only the bag-of-items leak ceiling (seconds)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -92,6 +121,13 @@ def main() -> int:
         **parse_overrides(args.overrides),
     }
     started = time.perf_counter()
+    attributes = [a for a in args.attributes.split(",") if a]
+    ceiling_cfg = build_config(CFPConfig, base, "bench")
+    ceiling = leak_ceiling(ceiling_cfg, attributes, folds=ceiling_cfg.probe_folds)
+    print(json.dumps({"leak_ceiling": ceiling}), file=sys.stderr, flush=True)
+    if args.ceiling_only:
+        print(json.dumps({"leak_ceiling": ceiling}, indent=2))
+        return 0
     backbone = str(ensure_backbone(build_config(CFPConfig, base, "bench")))
     base["backbone"] = backbone
     init_ray()
@@ -105,6 +141,7 @@ def main() -> int:
         "notes": "probe AUC: max over logreg/MLP probes, 5-fold unless probe_folds says otherwise; hit@k on the "
         "test split of every user (eval_users caps only the per-epoch validation ranking)",
         "attributes": {},
+        "leak_ceiling": ceiling,
     }
     backbone_results = Path(backbone).parent / "results.json"
     if backbone_results.is_file():
@@ -116,7 +153,7 @@ def main() -> int:
         cfg = build_config(CFPConfig, {**base, **extra, "output": str(out / name)}, "bench")
         return run_cfp(cfg)
 
-    for attribute in [a for a in args.attributes.split(",") if a]:
+    for attribute in attributes:
         report["attributes"][attribute] = summarize(run(attribute, attribute=attribute))
         print(json.dumps({attribute: report["attributes"][attribute]}), file=sys.stderr, flush=True)
     if args.ablate:

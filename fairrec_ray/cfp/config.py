@@ -51,6 +51,9 @@ class CFPConfig:
     backbone_preset: Literal["tiny", "small"] = field(default="tiny", metadata=_help("preset when pre-training"))
     backbone_epochs: int = field(default=4, metadata=_help("epochs when pre-training the backbone"))
     backbone_seq_per_user: int = field(default=8, metadata=_help("pre-training prompts per user and epoch (0: all)"))
+    backbone_indexing: Literal["raw", "sequential", "collaborative"] = field(
+        default="collaborative", metadata=_help("item ids when pre-training (see p5/indexing.py)")
+    )
     # --- prompts
     prefix_length: int = field(default=10, metadata=_help("prefix tokens per side (encoder and decoder)"))
     ffn_hidden: int = field(default=128, metadata=_help("hidden width of the reparameterisation FFN"))

@@ -34,8 +34,8 @@ class P5TrainConfig:
     direct_per_user: int = field(default=2, metadata=_help("direct-task (5-x) prompts per user and epoch"))
     max_seq_per_user: int = field(default=0, metadata=_help("sequential prompts per user and epoch (0 = all)"))
     item_indexing: Literal["raw", "sequential", "collaborative"] = field(
-        default="raw",
-        metadata=_help("item numbers: raw (item_idx+1), sequential (P5) or collaborative (co-consumption clusters)"),
+        default="collaborative",
+        metadata=_help("item ids: collaborative (co-consumption clusters; beats MostPop), sequential (P5), raw"),
     )
     num_workers: int = field(default=1, metadata=_help("Ray Train workers (0 = in-process, no workers)"))
     use_gpu: bool = field(default=False, metadata=_help("one GPU per worker"))
