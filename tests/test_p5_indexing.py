@@ -55,8 +55,30 @@ def test_oversized_clusters_are_cut_into_runs_of_at_most_100():
 
 
 def test_collaborative_ids_refuse_what_four_digits_cannot_hold():
-    with pytest.raises(ConfigError, match="do not fit four-digit ids"):
+    with pytest.raises(ConfigError, match="9001 items do not fit four-digit ids"):
         collaborative_item_numbers([np.arange(5)], n_items=9001)
     with pytest.raises(ConfigError, match="item_indexing: got 'random'"):
         item_numbers("random", [np.arange(5)], 5)
     assert item_numbers("raw", [np.arange(5)], 5) is None
+
+
+def test_collaborative_user_ids_group_users_with_shared_items_and_round_trip(tmp_path):
+    from fairrec_ray.p5.indexing import user_numbers
+    from fairrec_ray.p5.tokenizer import P5Tokenizer
+
+    seqs = planted_blocks()  # users 0-14 use block 0, 15-29 block 1, 30-44 block 2
+    users = np.arange(45)[::-1].copy()  # split rows need not be in user order
+    numbers = user_numbers("collaborative", users, seqs, n_users=46, n_items=60)
+    assert numbers is not None and len(set(numbers.tolist())) == 46
+    prefix = numbers // 100
+    for b in range(3):
+        assert len(set(prefix[users[b * 15 : (b + 1) * 15]].tolist())) == 1, f"user block {b} split"
+    assert prefix[45] not in set(prefix[:45].tolist())  # user 45 has no training items
+    tok = build_tokenizer(n_users=46, n_items=60, user_numbers=numbers)
+    assert tok.user_text(7) == f"user_{numbers[7]}"
+    assert tok.tokens(tok.user_text(7)) == ["user_", f"##{numbers[7] // 100}", f"##{numbers[7] % 100:02d}"]
+    tok.save(tmp_path)
+    assert P5Tokenizer.load(tmp_path).user_text(7) == tok.user_text(7)
+    assert user_numbers("raw", users, seqs, 46, 60) is None
+    with pytest.raises(ConfigError, match="user_indexing: got 'sequential'"):
+        user_numbers("sequential", users, seqs, 46, 60)

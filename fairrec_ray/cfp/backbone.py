@@ -29,6 +29,7 @@ def p5_train_config(config: CFPConfig, output: Path):
         max_history=config.max_history,
         max_seq_per_user=config.backbone_seq_per_user,
         item_indexing=config.backbone_indexing,
+        user_indexing=config.backbone_user_indexing,
         num_workers=0,  # in-process: no worker start-up for a minute-long job
         synthetic_users=config.synthetic_users,
         synthetic_items=config.synthetic_items,

@@ -37,6 +37,9 @@ class P5TrainConfig:
         default="collaborative",
         metadata=_help("item ids: collaborative (co-consumption clusters; beats MostPop), sequential (P5), raw"),
     )
+    user_indexing: Literal["raw", "collaborative"] = field(
+        default="raw", metadata=_help("user ids: raw (user_idx+1, P5) or collaborative (clusters of similar users)")
+    )
     num_workers: int = field(default=1, metadata=_help("Ray Train workers (0 = in-process, no workers)"))
     use_gpu: bool = field(default=False, metadata=_help("one GPU per worker"))
     torch_threads: int = field(
@@ -82,6 +85,8 @@ class P5TrainConfig:
             raise ConfigError("use_gpu: needs num_workers >= 1 (GPUs are assigned to Ray Train workers)")
         if self.item_indexing not in INDEXINGS:
             raise ConfigError(f"item_indexing: got {self.item_indexing!r}; expected one of {list(INDEXINGS)}")
+        if self.user_indexing not in ("raw", "collaborative"):
+            raise ConfigError(f"user_indexing: got {self.user_indexing!r}; expected 'raw' or 'collaborative'")
         if self.dataset != "synthetic" and not self.data_dir:
             raise ConfigError(f"data_dir: dataset {self.dataset!r} needs --data-dir")
 

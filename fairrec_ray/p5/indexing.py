@@ -14,6 +14,11 @@ tokens by accident, sequential numbers share them among items first seen togethe
   splits it into ``CC`` + ``##WW``: the first generated token picks a taste cluster, the second an
   item of it, and every history item tells the encoder its cluster through a shared token.
 
+Users can get collaborative ids too (``user_indexing``): ``user_CCWW`` with ``CC`` the user's
+cluster of users who consumed the same items. The user-id tokens then carry the user's long-term
+taste beyond the prompt's 20 items — as P5's memorised user ids do after long training, which is
+what UP5's user representation (encoder states over the user-id tokens) reads.
+
 All numberings read the *training* sequences only (no validation/test leak).
 """
 
@@ -46,6 +51,24 @@ def item_numbers(
     raise ConfigError(f"item_indexing: got {indexing!r}; expected one of {list(INDEXINGS)}")
 
 
+def user_numbers(
+    indexing: str, users: np.ndarray, train_sequences: Sequence[np.ndarray], n_users: int, n_items: int, seed: int = 0
+) -> np.ndarray | None:
+    """User numbers for ``indexing`` ("raw": None = ``user_idx + 1``; "collaborative": ``CCWW``).
+    ``users[row]`` is the user_idx whose training items are ``train_sequences[row]``."""
+    if indexing == "raw":
+        return None
+    if indexing != "collaborative":
+        raise ConfigError(f"user_indexing: got {indexing!r}; expected 'raw' or 'collaborative'")
+    rows = np.repeat(np.asarray(users, dtype=np.int64), [len(s) for s in train_sequences])
+    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in train_sequences]) if len(rows) else rows
+    order = np.argsort(items, kind="stable")
+    bounds = np.searchsorted(items[order], np.arange(n_items + 1))
+    # Each item's set of users plays the role of a "sequence": users sharing items cluster together.
+    consumers = [rows[order[bounds[i] : bounds[i + 1]]] for i in range(n_items)]
+    return collaborative_item_numbers(consumers, n_users, seed=seed, what="users")
+
+
 def sequential_item_numbers(train_sequences: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     """P5's sequential indexing: items numbered 1, 2, … in order of first appearance in the
     training sequences, unseen items after them in ``item_idx`` order."""
@@ -65,6 +88,7 @@ def collaborative_item_numbers(
     cluster_size: int = DEFAULT_CLUSTER_SIZE,
     n_factors: int = 32,
     seed: int = 0,
+    what: str = "items",
 ) -> np.ndarray:
     """``CCWW`` numbers from k-means clusters of co-consumed items (see the module docstring).
 
@@ -77,7 +101,7 @@ def collaborative_item_numbers(
     max_items = (LAST_PREFIX - FIRST_PREFIX + 1) * CLUSTER_CAPACITY
     if n_items > max_items:
         raise ConfigError(
-            f"item_indexing=collaborative: {n_items} items do not fit four-digit ids (at most {max_items}); "
+            f"collaborative ids: {n_items} {what} do not fit four-digit ids (at most {max_items}); "
             "use 'sequential' or 'raw'"
         )
     if cluster_size < 1:
@@ -106,7 +130,7 @@ def collaborative_item_numbers(
         groups += np.array_split(unseen, int(np.ceil(len(unseen) / CLUSTER_CAPACITY)))
     if len(groups) > LAST_PREFIX - FIRST_PREFIX + 1:
         raise ConfigError(
-            f"item_indexing=collaborative: {len(groups)} clusters do not fit two-digit prefixes; "
+            f"collaborative ids: {len(groups)} clusters of {what} do not fit two-digit prefixes; "
             "raise cluster_size or use 'sequential'"
         )
     numbers = np.empty(n_items, dtype=np.int64)

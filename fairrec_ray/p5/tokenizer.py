@@ -31,11 +31,19 @@ P5_FILE = "p5_tokenizer.json"
 class P5Tokenizer:
     """Wraps a ``tokenizers.Tokenizer`` (pad=0, eos=1 as in T5) with P5's id rendering."""
 
-    def __init__(self, tokenizer: Tokenizer, item_numbers: np.ndarray, style: str = "wordpiece"):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        item_numbers: np.ndarray,
+        style: str = "wordpiece",
+        user_numbers: np.ndarray | None = None,
+    ):
         if style not in ("wordpiece", "metaspace"):
             raise ConfigError(f"tokenizer style: got {style!r}; expected 'wordpiece' or 'metaspace'")
         self.tokenizer = tokenizer
         self.item_numbers = np.asarray(item_numbers, dtype=np.int64)
+        # None: ``user_idx + 1`` (P5); else the number of each user_idx (collaborative user ids)
+        self.user_numbers = None if user_numbers is None else np.asarray(user_numbers, dtype=np.int64)
         self.style = style
         self.pad_id = self._require(PAD)
         self.eos_id = self._require(EOS)
@@ -56,9 +64,9 @@ class P5Tokenizer:
     def n_items(self) -> int:
         return len(self.item_numbers)
 
-    @staticmethod
-    def user_text(user_idx: int) -> str:
-        return f"user_{int(user_idx) + 1}"
+    def user_text(self, user_idx: int) -> str:
+        number = int(user_idx) + 1 if self.user_numbers is None else int(self.user_numbers[user_idx])
+        return f"user_{number}"
 
     def item_text(self, item_idx: int) -> str:
         return str(int(self.item_numbers[item_idx]))
@@ -107,6 +115,8 @@ class P5Tokenizer:
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(str(directory / TOKENIZER_FILE))
         meta = {"style": self.style, "item_numbers": self.item_numbers.tolist()}
+        if self.user_numbers is not None:
+            meta["user_numbers"] = self.user_numbers.tolist()
         (directory / P5_FILE).write_text(json.dumps(meta))
 
     @classmethod
@@ -121,13 +131,15 @@ class P5Tokenizer:
         meta_path = directory / P5_FILE
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
-            return cls(tokenizer, np.asarray(meta["item_numbers"]), meta["style"])
+            users = meta.get("user_numbers")
+            users = None if users is None else np.asarray(users)
+            return cls(tokenizer, np.asarray(meta["item_numbers"]), meta["style"], users)
         if n_items is None:
             raise ConfigError(f"{directory}: plain T5 tokenizer (no {P5_FILE}); the item count is needed")
         return cls(tokenizer, np.arange(1, n_items + 1), "metaspace")
 
     def with_items(self, item_numbers: np.ndarray) -> P5Tokenizer:
-        return P5Tokenizer(self.tokenizer, item_numbers, self.style)
+        return P5Tokenizer(self.tokenizer, item_numbers, self.style, self.user_numbers)
 
 
 def _digit_pieces(max_number: int) -> list[str]:
@@ -142,6 +154,7 @@ def build_tokenizer(
     n_items: int,
     templates: dict[str, Template] | None = None,
     item_numbers: np.ndarray | None = None,
+    user_numbers: np.ndarray | None = None,
 ) -> P5Tokenizer:
     """Vocabulary = specials, template words, ``user_``/``item_`` and 1-2 digit pieces (word-initial
     and ``##`` continuations). ``item_numbers`` defaults to ``item_idx + 1``."""
@@ -160,4 +173,6 @@ def build_tokenizer(
     numbers = np.arange(1, n_items + 1) if item_numbers is None else np.asarray(item_numbers)
     if len(numbers) != n_items:
         raise ConfigError(f"build_tokenizer: item_numbers has {len(numbers)} entries, expected {n_items}")
-    return P5Tokenizer(tok, numbers, "wordpiece")
+    if user_numbers is not None and len(user_numbers) != n_users:
+        raise ConfigError(f"build_tokenizer: user_numbers has {len(user_numbers)} entries, expected {n_users}")
+    return P5Tokenizer(tok, numbers, "wordpiece", user_numbers)

@@ -24,7 +24,7 @@ from fairrec_ray.data import LeaveOneOutSplit, SyntheticConfig, leave_one_out, l
 from fairrec_ray.data.schema import RecDataset
 from fairrec_ray.errors import ConfigError, FairrecError
 from fairrec_ray.p5.config import P5TrainConfig
-from fairrec_ray.p5.indexing import item_numbers
+from fairrec_ray.p5.indexing import item_numbers, user_numbers
 from fairrec_ray.p5.loop import DONE_FILE, STATE_FILE, train_loop_per_worker
 from fairrec_ray.p5.model import load_p5
 from fairrec_ray.p5.templates import TEMPLATES
@@ -52,8 +52,9 @@ def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSp
         if tok.n_items != dataset.n_items:
             raise ConfigError(f"model: {cfg.model} numbers {tok.n_items} items but the dataset has {dataset.n_items}")
         return tok, model.state_dict()
-    numbers = item_numbers(cfg.item_indexing, split.train, dataset.n_items, seed=cfg.seed)
-    return build_tokenizer(dataset.n_users, dataset.n_items, TEMPLATES, item_numbers=numbers), None
+    items = item_numbers(cfg.item_indexing, split.train, dataset.n_items, seed=cfg.seed)
+    users = user_numbers(cfg.user_indexing, split.users, split.train, dataset.n_users, dataset.n_items, seed=cfg.seed)
+    return build_tokenizer(dataset.n_users, dataset.n_items, TEMPLATES, item_numbers=items, user_numbers=users), None
 
 
 def train_p5(cfg: P5TrainConfig) -> Path:
