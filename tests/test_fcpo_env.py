@@ -219,3 +219,38 @@ def test_policy_batch_subsample_keeps_rows_aligned():
         torch.testing.assert_close(column, rows)
     assert len(set(rows.tolist())) == 10
     assert batch.subsample(1.0) is batch
+
+
+def test_columnar_rollout_becomes_the_learner_batch_episode_by_episode():
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+
+    from fairrec_ray.fcpo.env_runner import ACTIONS, COSTS, OBS, REWARDS, episode_stats, train_batch_columns
+
+    users, horizon = 3, 4
+    rng = np.random.default_rng(0)
+    cols = {
+        OBS: rng.normal(size=(users, horizon, 5)).astype(np.float32),
+        ACTIONS: rng.normal(size=(users, horizon, 2)).astype(np.float32),
+        REWARDS: rng.integers(0, 3, size=(users, horizon)).astype(np.float32),
+        COSTS: rng.integers(0, 4, size=(users, horizon)).astype(np.float32),
+    }
+    reward, cost, discounted = episode_stats(cols, gamma_c=0.5)
+    np.testing.assert_allclose(reward, cols[REWARDS].sum(1))
+    np.testing.assert_allclose(discounted, (cols[COSTS] * 0.5 ** np.arange(horizon)).sum(1))
+    batch = train_batch_columns(cols, gamma_c=0.5)
+    np.testing.assert_array_equal(batch[Columns.OBS][horizon + 2], cols[OBS][1, 2])  # user 1, step 2
+    np.testing.assert_array_equal(batch[keys.COSTS], cols[COSTS].reshape(-1))
+    np.testing.assert_allclose(batch[keys.COST_DISCOUNT][horizon : 2 * horizon], 0.5 ** np.arange(horizon))
+    assert batch[Columns.TERMINATEDS].reshape(users, horizon)[:, -1].all()
+    assert batch[Columns.TERMINATEDS].sum() == users and batch[Columns.LOSS_MASK].all()
+    # GAE on the flat batch never crosses from one user's episode into the next one's.
+    values = rng.normal(size=users * horizon).astype(np.float32)
+    flat = compute_value_targets(values, batch[Columns.REWARDS], batch[Columns.TERMINATEDS].astype(np.float32),
+                                 batch[Columns.TRUNCATEDS].astype(np.float32), 0.9, 0.8)  # fmt: skip
+    for u in range(users):
+        rows = slice(u * horizon, (u + 1) * horizon)
+        done = np.zeros(horizon, np.float32)
+        done[-1] = 1
+        alone = compute_value_targets(values[rows], cols[REWARDS][u], done, np.zeros(horizon, np.float32), 0.9, 0.8)
+        np.testing.assert_allclose(flat[rows], alone, rtol=1e-6)

@@ -14,21 +14,22 @@ from fairrec_ray.fcpo.cpo import CPOCase
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 
-def _config(data, alpha, num_env_runners=0, **training):
+def _config(data, alpha, num_env_runners=0, fast_rollouts=True, **training):
     from fairrec_ray.fcpo.config import FCPOConfig
 
     return (
         FCPOConfig()
-        .recommendation(data=data, top_k=4, horizon=3)
+        .recommendation(data=data, top_k=4, horizon=3, fast_rollouts=fast_rollouts)
         .training(alpha=alpha, gamma_c=1.0, max_kl=0.05, critic_iters=10, **training)
         .env_runners(num_env_runners=num_env_runners)
         .debugging(seed=0, log_level="ERROR")
     )
 
 
-def test_fcpo_improves_reward_and_keeps_binding_cost_limit():
+@pytest.mark.parametrize("fast_rollouts", [True, False], ids=["columnar-rollouts", "rllib-episodes"])
+def test_fcpo_improves_reward_and_keeps_binding_cost_limit(fast_rollouts):
     data = planted_env_data(n_users=256)
-    config = _config(data, alpha=0.25)
+    config = _config(data, alpha=0.25, fast_rollouts=fast_rollouts)
     d = config.cost_limit
     assert d == pytest.approx(0.2 * 4 * 3)
     # The reward-optimal policy recommends all 12 popular positives: the limit binds.

@@ -77,6 +77,11 @@ class FCPOConfig(AlgorithmConfig):
         self.normalize_actions = False  # w is unbounded; ranking only depends on its direction
         self.clip_actions = False
         self.num_env_runners = 0
+        # Columnar rollouts + ready train batches (env_runner.py); False = RLlib's episode path.
+        self.fast_rollouts = True
+        from fairrec_ray.fcpo.env_runner import FCPOEnvRunner
+
+        self.env_runner_cls = FCPOEnvRunner
 
     # -- builder methods ----------------------------------------------------------------------
     def recommendation(
@@ -86,6 +91,7 @@ class FCPOConfig(AlgorithmConfig):
         top_k: int | Any = NotProvided,
         horizon: int | Any = NotProvided,
         users_per_env_runner: int | None | Any = NotProvided,
+        fast_rollouts: bool | Any = NotProvided,
     ) -> Self:
         """The recommendation env.
 
@@ -95,7 +101,11 @@ class FCPOConfig(AlgorithmConfig):
             horizon: T, steps per episode.
             users_per_env_runner: users (= vector sub-envs) each EnvRunner steps together; None
                 splits all training users over the EnvRunners (one episode per user and iteration).
+            fast_rollouts: sample a dense [users, T] table and train on it as a ready batch
+                (default); False = RLlib's per-episode path (same maths, slower).
         """
+        if fast_rollouts is not NotProvided:
+            self.fast_rollouts = bool(fast_rollouts)
         if top_k is not NotProvided:
             self.top_k = int(top_k)
         if horizon is not NotProvided:

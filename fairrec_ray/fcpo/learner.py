@@ -99,6 +99,8 @@ class FCPOTorchLearner(TorchLearner):
         # Critics first, then advantages from the fitted critics, then the CPO step: with the
         # connectors' advantages (old critics) the first iterations' cost advantages were
         # time-structure noise (std 21 vs a per-step cost std of 0.9), and the CPO step fitted it.
+        if Postprocessing.VALUE_TARGETS not in module_batch:  # a ready batch (fast rollouts): no connectors ran
+            self._recompute_advantages(module, module_batch, config)
         loss = self._fit_critics(module_id, module_batch, config)
         self._recompute_advantages(module, module_batch, config)
         self._cpo_step(module, module_batch, config)
