@@ -254,3 +254,12 @@ def test_columnar_rollout_becomes_the_learner_batch_episode_by_episode():
         done[-1] = 1
         alone = compute_value_targets(values[rows], cols[REWARDS][u], done, np.zeros(horizon, np.float32), 0.9, 0.8)
         np.testing.assert_allclose(flat[rows], alone, rtol=1e-6)
+    # The learner's vectorised GAE for such dense batches gives the same targets.
+    from fairrec_ray.fcpo.cpo import gae
+    from fairrec_ray.fcpo.learner import _dense_episodes
+
+    term = batch[Columns.TERMINATEDS].astype(np.float32)
+    assert _dense_episodes(term, batch[Columns.TRUNCATEDS], batch[Columns.LOSS_MASK], horizon)
+    assert not _dense_episodes(term, batch[Columns.TRUNCATEDS], batch[Columns.LOSS_MASK], horizon + 1)
+    _, returns = gae(cols[REWARDS], values.reshape(users, horizon), term.reshape(users, horizon), 0.9, 0.8)
+    np.testing.assert_allclose(returns.reshape(-1), flat, rtol=1e-5)
