@@ -156,12 +156,17 @@ def main() -> None:
     parser.add_argument("--parts", default="env,baselines,throughput,quality")
     parser.add_argument("--alphas", default="none,1.0,0.5,0.25,0.1", help="quality settings; none = unconstrained")
     parser.add_argument("--out", default=None, help="also write the (partial) report here after every part")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="FCPOJobConfig fields, e.g. critic_iters=2")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
     import ray
 
-    job = FCPOJobConfig(dataset="movielens-100k", data_dir=args.data_dir, max_kl=args.max_kl, emb_dim=args.emb_dim)
+    from fairrec_ray.config import build_config as build_job_config
+    from fairrec_ray.config import parse_overrides
+
+    fields = {"dataset": "movielens-100k", "data_dir": args.data_dir, "max_kl": args.max_kl, "emb_dim": args.emb_dim}
+    job = build_job_config(FCPOJobConfig, {**fields, **parse_overrides(args.overrides)}, "bench_fcpo")
     dataset = load_dataset("movielens-100k", data_dir=args.data_dir)
     data = build_env_data(dataset, emb_dim=job.emb_dim, seed=job.seed, exposure_feature=job.exposure_feature)
     report: dict = {
@@ -172,6 +177,7 @@ def main() -> None:
         "settings": {
             "iterations": args.iterations, "max_kl": args.max_kl, "emb_dim": args.emb_dim, "top_k": job.top_k,
             "horizon": job.horizon, "gamma_c": job.gamma_c, "positives": "rating >= 4", "cpus": os.cpu_count(),
+            "overrides": args.overrides,
         },
     }  # fmt: skip
 

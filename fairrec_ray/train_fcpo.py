@@ -55,9 +55,9 @@ class FCPOJobConfig:
     gamma_c: float = field(default=0.99, metadata={"help": "cost discount (also used for d)"})
     gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
     critic_lr: float = field(default=1e-3, metadata={"help": "critic Adam learning rate"})
-    critic_iters: int = field(default=3, metadata={"help": "critic passes over the batch per iteration"})
+    critic_iters: int = field(default=2, metadata={"help": "critic passes over the batch per iteration"})
     critic_minibatch_size: int = field(default=1024, metadata={"help": "rows per critic Adam step (0: full batch)"})
-    fvp_subsample: float = field(default=0.2, metadata={"help": "share of rows used for Fisher-vector products"})
+    fvp_subsample: float = field(default=0.1, metadata={"help": "share of rows used for Fisher-vector products"})
     init_log_std: float = field(default=-0.5, metadata={"help": "initial log std of the Gaussian policy"})
     exposure_feature: float = field(
         default=1.0,
