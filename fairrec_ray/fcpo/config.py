@@ -209,7 +209,7 @@ class FCPOConfig(AlgorithmConfig):
             ("max_kl", self.max_kl > 0, "> 0 (e.g. 0.01)"),
             ("cg_iters", self.cg_iters >= 1, ">= 1 (e.g. 10)"),
             ("damping", self.damping >= 0, ">= 0 (e.g. 0.1)"),
-            ("fvp_subsample", 0 < self.fvp_subsample <= 1, "in (0, 1] (e.g. 0.2)"),
+            ("fvp_subsample", 0 < self.fvp_subsample <= 1, "in (0, 1] (e.g. 0.1)"),
             ("line_search_steps", self.line_search_steps >= 1, ">= 1 (e.g. 15)"),
             ("line_search_decay", 0 < self.line_search_decay < 1, "in (0, 1) (e.g. 0.8)"),
             ("gamma_r", 0 < self.gamma_r <= 1, "in (0, 1]"),
