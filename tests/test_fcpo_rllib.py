@@ -135,3 +135,17 @@ def test_seeded_runs_are_reproducible():
     assert step_a == step_b
     for name in weights_a:
         np.testing.assert_array_equal(weights_a[name], weights_b[name], err_msg=name)
+
+
+def test_remote_learner_and_two_env_runners_train_on_every_user():
+    """num_learners=1 (the CPO step in a learner actor) with 2 EnvRunners sampling halves of the users."""
+    data = planted_env_data(n_users=64)
+    algo = _config(data, alpha=0.5, num_env_runners=2).learners(num_learners=1).build_algo()
+    try:
+        first, second = algo.train(), algo.train()
+    finally:
+        algo.stop()
+    assert first[keys.NUM_EPISODES] == second[keys.NUM_EPISODES] == 64
+    learner = second["learners"]["default_policy"]
+    assert learner[keys.CPO_KL] <= 0.05 + 1e-6 and int(learner[keys.CPO_CASE]) in {c.value for c in CPOCase}
+    assert np.isfinite(second[keys.EPISODE_REWARD_MEAN])
