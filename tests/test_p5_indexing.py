@@ -47,7 +47,8 @@ def test_collaborative_ids_tokenize_as_cluster_then_item():
 
 
 def test_oversized_clusters_are_cut_into_runs_of_at_most_100():
-    seqs = [np.arange(250)] * 3  # one cluster of 250 co-consumed items
+    rng = np.random.default_rng(0)
+    seqs = [rng.choice(250, size=200, replace=False) for _ in range(4)]  # one cluster of 250 items
     numbers = collaborative_item_numbers(seqs, n_items=250, cluster_size=250)
     sizes = np.bincount(numbers // 100)[10:]
     assert sorted(sizes.tolist()) == [83, 83, 84]  # three near-equal runs, each within the 100-wide WW range
