@@ -28,3 +28,33 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompts", "gender=PROMPT"], "a mixture needs >= 2 attribute prompts"),
+        (["--prompts", "gender=PROMPT", "gender=PROMPT"], "attribute 'gender' given twice"),
+        (["--prompts", "gender", "age=PROMPT"], "expected ATTRIBUTE=DIR"),
+        (["--prompts", "gender=/nonexistent", "age=PROMPT"], "/nonexistent is not a CFP prompt folder"),
+        (["--prompts", "gender=PROMPT", "religion=PROMPT"], "unknown attribute 'religion'"),
+    ],
+)
+def test_mixture_cli_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
+    prompt = tmp_path / "prompt"
+    prompt.mkdir()
+    (prompt / "encoder_prefix_config.json").write_text("{}")
+    backbone = tmp_path / "backbone"
+    backbone.mkdir()
+    (backbone / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    args = [a.replace("PROMPT", str(prompt)) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "fairrec_ray.train_cfp_mixture", "--backbone", str(backbone), "--output", str(out),
+         *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not out.exists()

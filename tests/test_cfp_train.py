@@ -84,3 +84,33 @@ def test_best_epoch_rule():
     assert choose_best(records, backbone_hit10=0.5, hit_bound=0.95, warmup=1).epoch == 3
     assert choose_best(records, backbone_hit10=0.5, hit_bound=0.5, warmup=1).epoch == 2
     assert choose_best(records, backbone_hit10=0.9, hit_bound=0.95, warmup=1).epoch == 1  # none qualifies
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_prompt_mixture_protects_a_subset_of_attributes_at_once(backbone, tmp_path):
+    """Two attribute prompts (gender, age) from train_cfp, mixed by train_mixture: the gender+age
+    mixture hides gender like the gender prompt does, keeps hit@10, and a one-attribute subset
+    gives exactly that attribute's own prompt."""
+    from fairrec_ray.cfp.mixture_job import train_mixture
+
+    common = {**DATA, "backbone": str(backbone), "num_workers": 0, "probe_folds": 3, "eval_every_epoch": False}
+    single, dirs = {}, {}
+    for attribute in ("gender", "age"):
+        out = tmp_path / attribute
+        single[attribute] = run_cfp(build_config(CFPConfig, {**common, "attribute": attribute, "output": str(out)}))
+        dirs[attribute] = str(out / "prompt")
+    results = train_mixture(build_config(CFPConfig, {**common, "epochs": 2}), dirs, tmp_path / "mix")
+
+    assert set(results["subsets"]) == {"gender", "age", "gender+age"}
+    backbone_gender = results["backbone"]["gender"]
+    assert backbone_gender == pytest.approx(single["gender"]["before"]["probe_auc"])
+    both = results["subsets"]["gender+age"]
+    assert both["probe_auc"]["gender"] < backbone_gender - 0.1, (both, backbone_gender)
+    assert both["ranking"]["hit@10"] >= HIT_BOUND * results["backbone"]["ranking"]["hit@10"], both
+    for attribute in ("gender", "age"):  # a one-attribute subset is that attribute's prompt, exactly
+        alone = results["subsets"][attribute]["probe_auc"][attribute]
+        assert alone == pytest.approx(single[attribute]["after"]["probe_auc"], abs=1e-9)
+    on_disk = json.loads((tmp_path / "mix" / "results.json").read_text())
+    assert on_disk["subsets"]["gender+age"]["probe_auc"] == both["probe_auc"]
+    assert (tmp_path / "mix" / "mixture" / "mixture.safetensors").is_file()

@@ -97,31 +97,29 @@ def make_reweighter_hook(reweighter: PromptTokenReweighter):
     return hook
 
 
-class EncoderPrefix(nn.Module):
-    """FFN (+ reweighter) producing per-layer key/value prefixes for the encoder's self-attention."""
+class EncoderPrefixInjector(nn.Module):
+    """Hook machinery that injects ``self.flat()`` ([1, P, 2 * layers * inner]) as key/value
+    prefixes into a T5 encoder; subclasses say where the prefix comes from."""
 
     def __init__(self, config: EncoderPrefixConfig) -> None:
         super().__init__()
         self.config = config
-        self.ffn = PrefixEncoder(config.peft_config())
-        dim = 2 * config.num_layers * config.inner_dim
-        self.reweighter = PromptTokenReweighter(dim, config.reweighter_dim) if config.reweighter else None
         self.register_buffer("tokens", torch.arange(config.num_virtual_tokens)[None], persistent=False)
         self.enabled = True
         self._cache: DynamicCache | None = None
         self._handles: list[Any] = []
 
+    def flat(self) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self) -> torch.Tensor:
         """The prefix as [layers, 2 (key/value), heads, P, head_dim]."""
         c = self.config
-        out = self.ffn(self.tokens)  # [1, P, 2 * layers * inner]
-        if self.reweighter is not None:
-            out = self.reweighter(out)
-        out = out.view(c.num_virtual_tokens, c.num_layers, 2, c.num_heads, c.head_dim)
+        out = self.flat().view(c.num_virtual_tokens, c.num_layers, 2, c.num_heads, c.head_dim)
         return out.permute(1, 2, 3, 0, 4)
 
     # --- hooks --------------------------------------------------------------------------------
-    def attach(self, encoder: nn.Module) -> EncoderPrefix:
+    def attach(self, encoder: nn.Module) -> EncoderPrefixInjector:
         """Install the hooks on a T5 encoder stack (``model.get_encoder()``); idempotent per model."""
         self.detach()
         blocks = list(encoder.block)
@@ -176,6 +174,21 @@ class EncoderPrefix(nn.Module):
             prefix_cols = pad(*mask.shape[:-1], self.config.num_virtual_tokens, dtype=mask.dtype, device=mask.device)
             kwargs["mask"] = torch.cat([prefix_cols, mask], dim=-1)
         return args, kwargs
+
+
+class EncoderPrefix(EncoderPrefixInjector):
+    """FFN (+ reweighter) producing per-layer key/value prefixes for the encoder's self-attention."""
+
+    def __init__(self, config: EncoderPrefixConfig) -> None:
+        super().__init__(config)
+        self.ffn = PrefixEncoder(config.peft_config())
+        dim = 2 * config.num_layers * config.inner_dim
+        self.reweighter = PromptTokenReweighter(dim, config.reweighter_dim) if config.reweighter else None
+
+    def flat(self) -> torch.Tensor:
+        """FFN (+ reweighter) output, [1, P, 2 * layers * inner]."""
+        out = self.ffn(self.tokens)
+        return self.reweighter(out) if self.reweighter is not None else out
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
