@@ -20,14 +20,15 @@ import pytest
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "fairrec_ray.train_cfp", "--output", str(out), *args],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    assert_one_line_error(["fairrec_ray.train_cfp", "--output", str(out), *args], message)
+    assert not out.exists()
+
+
+def assert_one_line_error(module_args: list[str], message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
-    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -49,12 +50,7 @@ def test_mixture_cli_bad_arguments_exit_2_with_one_line(tmp_path, args, message)
     (backbone / "config.json").write_text("{}")
     out = tmp_path / "out"
     args = [a.replace("PROMPT", str(prompt)) for a in args]
-    proc = subprocess.run(
-        [sys.executable, "-m", "fairrec_ray.train_cfp_mixture", "--backbone", str(backbone), "--output", str(out),
-         *args],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert_one_line_error(
+        ["fairrec_ray.train_cfp_mixture", "--backbone", str(backbone), "--output", str(out), *args], message
+    )
     assert not out.exists()
