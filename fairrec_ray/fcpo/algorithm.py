@@ -3,7 +3,7 @@
 ``training_step`` only samples, measures the batch's episode cost (J_C, passed to the learner in
 ``timesteps``), updates and syncs weights. With ``fast_rollouts`` (default) the EnvRunners return a
 dense [users, T] rollout table (``env_runner.FCPOEnvRunner``) that goes to the learner as a ready
-train batch; otherwise RLlib's episode + connector path is used (same maths, ~2x slower).
+train batch; otherwise RLlib's episode + connector path is used (same maths, ~2.5x slower on ML-100K).
 """
 
 from __future__ import annotations
