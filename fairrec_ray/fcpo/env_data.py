@@ -131,6 +131,8 @@ def build_env_data(
     made that too slow (ML-100K: alpha 0.25 and 0.1 still infeasible after 50 iterations)."""
     if emb_dim < 1:
         raise ConfigError(f"emb_dim: got {emb_dim}; expected an integer >= 1 (e.g. 32)")
+    if exposure_feature < 0:  # checked before the MF fit, not after it
+        raise ConfigError(f"exposure_feature: got {exposure_feature}; expected >= 0 (0 = off)")
     split = fcpo_split(dataset, positive_threshold=positive_threshold, n_start=n_start, train_share=train_share)
     n_items = dataset.n_items
     train_lists = [np.concatenate([s, p]) for s, p in zip(split.train_start, split.train_positives, strict=True)]
@@ -145,8 +147,6 @@ def build_env_data(
     popular = popular_items(split.train_item_counts(n_items), top_share=popular_share)
     # Test period: everything before it (start + train feedback) is history.
     history = [np.setdiff1d(t, s) for t, s in zip(train_lists, split.test_start, strict=True)]
-    if exposure_feature < 0:
-        raise ConfigError(f"exposure_feature: got {exposure_feature}; expected >= 0 (0 = off)")
     exposure_scale = exposure_feature * score_spread(item_emb, mf_reg, split.train_start) if exposure_feature else 0.0
     return RecEnvData(
         item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
