@@ -32,6 +32,9 @@ def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | 
     debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
     try:
+        from fairrec_ray.deps import check
+
+        check()  # one line naming an untested transformers/peft/ray, before anything hooks into them
         code = main([a for a in argv if a != "--debug"])
     except FairrecError as exc:
         if debug:

@@ -1,8 +1,8 @@
 """``python -m fairrec_ray.train_cfp [--config FILE.yaml] [--flag value …] [key=value …]``
 
 Trains counterfactually-fair prefix prompts (CFP) for a frozen P5 on Ray Train and writes
-``OUTPUT/results.json`` (config, per-epoch metrics, backbone vs CFP), ``OUTPUT/prompt/`` (PEFT
-decoder adapter + encoder prefix; ``fairrec_ray.cfp.load_fair_model``) and ``OUTPUT/train_cfp.log``.
+``OUTPUT/results.json`` (config, per-epoch metrics, backbone vs CFP), ``OUTPUT/prompt/`` (encoder
+and decoder prefixes; ``fairrec_ray.cfp.load_fair_model``) and ``OUTPUT/train_cfp.log``.
 With no arguments: synthetic data with a planted gender signal, tiny backbone (pre-trained and
 cached on first use), local Ray. On a cluster: ``ray job submit --working-dir . -- python -m
 fairrec_ray.train_cfp …`` (``RAY_ADDRESS`` is set by the job; ``--address`` overrides).
@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cli import ArgumentParser, run_main
-from fairrec_ray.config import add_config_arguments, resolve_config
 
 
 def build_parser() -> ArgumentParser:
+    from fairrec_ray.cfp.config import CFPConfig
+    from fairrec_ray.config import add_config_arguments
+
     parser = ArgumentParser(
         prog="python -m fairrec_ray.train_cfp",
         description="Counterfactually-fair prefix prompts (UP5 CFP) for a frozen P5 backbone, on Ray Train.",
@@ -28,6 +29,9 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
+    from fairrec_ray.cfp.config import CFPConfig
+    from fairrec_ray.config import resolve_config
+
     config = resolve_config(CFPConfig, build_parser().parse_args(argv))
     # Fail on a bad dataset/attribute before any output or Ray start (one line, exit 2).
     from fairrec_ray.cfp.data import load_cfp_split

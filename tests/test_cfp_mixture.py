@@ -8,8 +8,8 @@ import torch
 from test_cfp_prefix import batch, tiny_p5
 
 from fairrec_ray.cfp import attach_prompt, build_cfp_model
+from fairrec_ray.cfp.config import PromptConfig
 from fairrec_ray.cfp.mixture import PromptMixer, build_mixture_model
-from fairrec_ray.cfp.model import PromptConfig
 from fairrec_ray.errors import ConfigError
 
 ATTRS = ("gender", "age")
@@ -92,4 +92,4 @@ def test_only_the_mixers_train(saved_prompts):
     changed = {n for n, p in mixture.named_parameters() if not torch.equal(p, before[n])}
     assert changed and changed <= trainable
     assert any(n.startswith("encoder_prefix.mixer") for n in changed)
-    assert any("prompt_encoder" in n for n in changed)  # the decoder mixer got a gradient too
+    assert any(n.startswith("decoder_prefix.mixer") for n in changed)  # the decoder mixer got a gradient too

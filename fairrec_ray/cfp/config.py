@@ -17,11 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fairrec_ray.cfp.model import PromptConfig
 from fairrec_ray.data import DATASETS
 from fairrec_ray.errors import ConfigError
 
 ATTRIBUTE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Prefix prompt hyper-parameters shared by the encoder and decoder sides."""
+
+    prefix_length: int = 10
+    ffn_hidden: int = 128
+    reweighter: bool = True
+    reweighter_dim: int = 64
 
 
 def _help(text: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ def user_representations(model: CFPModel, data: CFPData, prompt: bool = True, st
     """[n_split_users, d] mean-pooled encoder states over the user-id tokens (split order)."""
     was_training = model.training
     model.eval()
-    context = contextlib.nullcontext() if prompt else model.encoder_prefix.disabled()
+    context = contextlib.nullcontext() if prompt else model.disabled()
     out = []
     with context:
         for batch in data.user_batches(stage=stage):
@@ -62,11 +62,10 @@ def ranking_metrics(
         rows = rows[np.linspace(0, len(rows) - 1, max_users).round().astype(int)]
     was_training = model.training
     model.eval()
-    seq2seq = model.peft if prompt else model.backbone
-    context = contextlib.nullcontext() if prompt else model.encoder_prefix.disabled()
+    context = contextlib.nullcontext() if prompt else model.disabled()
     with context:
         metrics = evaluate_ranking(
-            seq2seq,
+            model,
             data.tokenizer,
             data.split,
             protocol,

@@ -3,10 +3,8 @@
 Per prefix token, a small attention layer weighs the subset's prompts,
 ``w_k = softmax_{k in S}(v . tanh(W x_k))`` and ``mixed = sum_k w_k x_k``, on both sides:
 
-* encoder: the attribute prompts' FFN (+ reweighter) outputs, mixed and injected by the same hooks
-  as a single prompt (``MixtureEncoderPrefix``);
-* decoder: the attribute adapters' saved PEFT prefixes, mixed by a module that stands in for the
-  active adapter's prompt encoder (``DecoderPromptMixture``).
+the attribute prompts' FFN (+ reweighter) outputs are mixed by a ``MixturePrefix`` per side and
+injected by the same machinery as a single prompt.
 
 Only the two mixers train (the attribute prompts and the backbone stay frozen), adversarially
 against one discriminator per attribute of the sampled subset (``mixture_train``). ``v`` starts at
@@ -22,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fairrec_ray.cfp.model import CFPModel
-from fairrec_ray.cfp.prefix import EncoderPrefix, EncoderPrefixInjector
+from fairrec_ray.cfp.model import CFPModel, load_prompts
+from fairrec_ray.cfp.prefix import PrefixPrompt, PrefixSource
 from fairrec_ray.errors import ConfigError
 
 MIXER_WEIGHTS = "mixture.safetensors"
@@ -47,49 +45,35 @@ class PromptMixer(nn.Module):
         return torch.einsum("pk,kpd->pd", weights, prompts), weights
 
 
-class MixtureEncoderPrefix(EncoderPrefixInjector):
-    """Encoder prefix = mixture of frozen per-attribute ``EncoderPrefix`` outputs."""
+class MixturePrefix(PrefixSource):
+    """One side's prefix = mixture of frozen per-attribute ``PrefixPrompt`` outputs."""
 
-    def __init__(self, prefixes: Sequence[EncoderPrefix], hidden: int = 64) -> None:
-        configs = {p.config for p in prefixes}
-        if len(configs) != 1:
+    def __init__(self, prompts: Sequence[PrefixPrompt], hidden: int = 64) -> None:
+        if len({p.config for p in prompts}) != 1:
             raise ConfigError("prompt mixture: the attribute prompts differ in shape (prefix length, layers, ...)")
-        super().__init__(prefixes[0].config)
-        self.prompts = nn.ModuleList(prefixes).requires_grad_(False)
-        self.mixer = PromptMixer(2 * self.config.num_layers * self.config.inner_dim, hidden)
-        self.register_buffer("subset", torch.ones(len(prefixes), dtype=torch.bool), persistent=False)
+        super().__init__(prompts[0].config)
+        self.prompts = nn.ModuleList(prompts).requires_grad_(False)
+        self.mixer = PromptMixer(self.config.width, hidden)
+        self.register_buffer("subset", torch.ones(len(prompts), dtype=torch.bool), persistent=False)
 
     def flat(self) -> torch.Tensor:
-        stacked = torch.cat([p.flat() for p in self.prompts], dim=0)  # [K, P, dim]
+        stacked = torch.cat([p.flat() for p in self.prompts], dim=0)  # [K, P, width]
         return self.mixer(stacked, self.subset)[0].unsqueeze(0)
-
-
-class DecoderPromptMixture(nn.Module):
-    """Stands in for PEFT's prompt encoder of the active adapter: returns the mixture of the
-    attribute adapters' (saved, baked) decoder prefixes, one row per batch element."""
-
-    def __init__(self, baked: Sequence[torch.Tensor], embedding: nn.Embedding, hidden: int = 64) -> None:
-        super().__init__()
-        self.register_buffer("prompts", torch.stack([b.detach() for b in baked]), persistent=False)  # [K, P, dim]
-        self.embedding = embedding.requires_grad_(False)  # PEFT reads its device
-        self.mixer = PromptMixer(self.prompts.shape[-1], hidden)
-        self.register_buffer("subset", torch.ones(len(baked), dtype=torch.bool), persistent=False)
-
-    def forward(self, prompt_tokens: torch.Tensor) -> torch.Tensor:
-        mixed, _ = self.mixer(self.prompts, self.subset)
-        return mixed.unsqueeze(0).expand(prompt_tokens.shape[0], -1, -1)
 
 
 class MixtureModel(CFPModel):
     """A frozen backbone with the Prompt Mixture of several attribute prompts on both sides."""
 
-    def __init__(self, peft_model: nn.Module, encoder: MixtureEncoderPrefix, attributes: Sequence[str]) -> None:
-        super().__init__(peft_model, encoder)
+    encoder_prefix: MixturePrefix
+    decoder_prefix: MixturePrefix
+
+    def __init__(self, backbone: nn.Module, encoder: MixturePrefix, decoder: MixturePrefix, attributes: Sequence[str]):
+        super().__init__(backbone, encoder, decoder)
         self.attributes = list(attributes)
 
     @property
     def mixers(self) -> list[PromptMixer]:
-        return [self.encoder_prefix.mixer, self.peft.prompt_encoder[self.peft.active_adapter].mixer]
+        return [self.encoder_prefix.mixer, self.decoder_prefix.mixer]
 
     def set_subset(self, attributes: Sequence[str]) -> None:
         unknown = sorted(set(attributes) - set(self.attributes))
@@ -99,7 +83,7 @@ class MixtureModel(CFPModel):
             )
         mask = torch.tensor([a in attributes for a in self.attributes])
         self.encoder_prefix.subset.copy_(mask)
-        self.peft.prompt_encoder[self.peft.active_adapter].subset.copy_(mask)
+        self.decoder_prefix.subset.copy_(mask)
 
     def mixer_state(self) -> dict[str, torch.Tensor]:
         return {f"{side}.{k}": v.detach().cpu().contiguous() for side, m in zip(("encoder", "decoder"), self.mixers)
@@ -120,26 +104,19 @@ class MixtureModel(CFPModel):
 
 def build_mixture_model(backbone: nn.Module, prompt_dirs: dict[str, str | Path], hidden: int = 64) -> MixtureModel:
     """Load every attribute's saved CFP prompt onto ``backbone`` and put fresh mixers over them."""
-    from peft import PeftModel
-
     if len(prompt_dirs) < 2:
         raise ConfigError(f"prompt mixture: needs >= 2 attribute prompts, got {list(prompt_dirs)}")
     names = list(prompt_dirs)
-    for name, folder in prompt_dirs.items():
-        for file in ("adapter_config.json", "encoder_prefix_config.json"):
-            if not (Path(folder) / file).is_file():
-                raise ConfigError(f"prompts.{name}: {folder} is not a CFP prompt folder ({file} missing)")
-    peft_model = PeftModel.from_pretrained(backbone, str(prompt_dirs[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        peft_model.load_adapter(str(prompt_dirs[name]), adapter_name=name)
-    baked = [peft_model.prompt_encoder[n].embedding.weight for n in names]
-    active = names[0]
-    mixture = DecoderPromptMixture(baked, peft_model.prompt_encoder[active].embedding, hidden)
-    peft_model.prompt_encoder[active] = mixture
-    peft_model.peft_config[active].inference_mode = False  # so PEFT calls the prompt encoder
-    peft_model.requires_grad_(False)
-    encoder = MixtureEncoderPrefix([EncoderPrefix.load(prompt_dirs[n]) for n in names], hidden)
-    model = MixtureModel(peft_model, encoder, names)
+    loaded = {}
+    for name in names:
+        try:
+            loaded[name] = load_prompts(prompt_dirs[name])
+        except ConfigError as exc:
+            raise ConfigError(f"prompts.{name}: {exc}") from None
+    encoder = MixturePrefix([loaded[n][0] for n in names], hidden)
+    decoder = MixturePrefix([loaded[n][1] for n in names], hidden)
+    model = MixtureModel(backbone, encoder, decoder, names)
+    model.requires_grad_(False)
     for mixer in model.mixers:
         mixer.requires_grad_(True)
     return model

@@ -1,45 +1,35 @@
 """CFPModel: a frozen P5 backbone with trainable encoder + decoder prefix prompts.
 
-Decoder prefix = PEFT ``PrefixTuningConfig`` (prefix_projection=True: PEFT's MLP is the paper's FFN);
-encoder prefix = ``EncoderPrefix`` (same FFN class, our key/value injection; see ``prefix.py``).
-A Prompt Token Reweighter sits on each FFN's output (``reweighter=False`` for the ablation).
+Both sides are ``prefix.PrefixPrompt`` (PEFT's prefix FFN + the Prompt Token Reweighter), injected
+by ``prefix.PrefixInjector`` through transformers' attention interface (``attention.py``), so the
+prefixes act in ``forward``, ``get_encoder()`` and ``generate()`` alike.
 
 Saved prompt folder (``save_prompt``)::
 
-    adapter_config.json, adapter_model.safetensors   PEFT decoder prefix (reweighting baked in);
-                                                      PeftModel.from_pretrained(backbone, folder)
-    encoder_prefix_config.json, encoder_prefix.safetensors   our encoder prefix (FFN + reweighter)
-    cfp_prompt.json                                   what it was trained for (attribute, ...)
+    encoder_prefix_config.json, encoder_prefix.safetensors   encoder prefix (FFN + reweighter)
+    decoder_prefix_config.json, decoder_prefix.safetensors   decoder prefix (FFN + reweighter)
+    cfp_prompt.json                                          what it was trained for (attribute, ...)
 
 ``load_fair_model(backbone_dir, prompt_dir)`` restores both onto the backbone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel, PrefixTuningConfig, TaskType, get_peft_model
 from torch import nn
 
-from fairrec_ray.cfp.prefix import EncoderPrefix, encoder_prefix_config_for, make_reweighter_hook
-from fairrec_ray.cfp.reweighter import PromptTokenReweighter
+from fairrec_ray.cfp import attention
+from fairrec_ray.cfp.config import PromptConfig
+from fairrec_ray.cfp.prefix import SIDES, PrefixInjector, PrefixPrompt, PrefixSource, prefix_config_for
 from fairrec_ray.errors import ConfigError
 
 PROMPT_META = "cfp_prompt.json"
-
-
-@dataclass(frozen=True)
-class PromptConfig:
-    """Prefix prompt hyper-parameters shared by the encoder and decoder sides."""
-
-    prefix_length: int = 10
-    ffn_hidden: int = 128
-    reweighter: bool = True
-    reweighter_dim: int = 64
 
 
 def user_mean(hidden: torch.Tensor, user_token_mask: torch.Tensor) -> torch.Tensor:
@@ -51,30 +41,25 @@ def user_mean(hidden: torch.Tensor, user_token_mask: torch.Tensor) -> torch.Tens
 class CFPModel(nn.Module):
     """Backbone (frozen) + prompts. ``forward`` returns (recommendation loss, user representation)."""
 
-    def __init__(
-        self,
-        peft_model: PeftModel,
-        encoder_prefix: EncoderPrefix,
-        decoder_reweighter: PromptTokenReweighter | None = None,
-    ) -> None:
+    def __init__(self, backbone: nn.Module, encoder_prefix: PrefixSource, decoder_prefix: PrefixSource) -> None:
         super().__init__()
-        self.peft = peft_model
-        self.encoder_prefix = encoder_prefix.attach(self.backbone.get_encoder())
-        self.decoder_reweighter = decoder_reweighter
-        if decoder_reweighter is not None:
-            peft_model.prompt_encoder[peft_model.active_adapter].register_forward_hook(
-                make_reweighter_hook(decoder_reweighter)
-            )
-
-    @property
-    def backbone(self) -> nn.Module:
-        return self.peft.get_base_model()
+        self.backbone = backbone.requires_grad_(False)
+        self.encoder_prefix = encoder_prefix
+        self.decoder_prefix = decoder_prefix
+        attention.install(backbone)
+        self.injectors = (
+            PrefixInjector(encoder_prefix).attach(backbone.get_encoder()),
+            PrefixInjector(decoder_prefix).attach(backbone.get_decoder()),
+        )
 
     def prompt_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def backbone_state(self) -> dict[str, torch.Tensor]:
-        return self.backbone.state_dict()
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run as the bare backbone (the unfair baseline) inside this block."""
+        with self.injectors[0].disabled(), self.injectors[1].disabled():
+            yield
 
     def forward(
         self,
@@ -83,7 +68,7 @@ class CFPModel(nn.Module):
         labels: torch.Tensor,
         user_token_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.peft(input_ids=input_ids, attention_mask=attention_mask, labels=labels, return_dict=True)
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, return_dict=True)
         return out.loss, user_mean(out.encoder_last_hidden_state, user_token_mask)
 
     def encode_users(
@@ -95,57 +80,45 @@ class CFPModel(nn.Module):
         return user_mean(hidden, user_token_mask)
 
     def generate(self, **kwargs: Any) -> torch.Tensor:
-        return self.peft.generate(**kwargs)
+        return self.backbone.generate(**kwargs)
 
     def save_prompt(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
         directory = Path(directory)
-        self.peft.save_pretrained(str(directory))
-        self.encoder_prefix.save(directory)
+        for side, prompt in zip(SIDES, (self.encoder_prefix, self.decoder_prefix)):
+            if not isinstance(prompt, PrefixPrompt):
+                raise TypeError(f"save_prompt: the {side} prefix is a {type(prompt).__name__}, not a PrefixPrompt")
+            prompt.save(directory, side)
         (directory / PROMPT_META).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
         return directory
 
 
-def build_cfp_model(backbone: nn.Module, prompt: PromptConfig) -> CFPModel:
-    """Wrap ``backbone`` (a T5ForConditionalGeneration, e.g. P5Model) with fresh prompts; the
-    backbone's own parameters are frozen (PEFT does it; we re-check)."""
+def new_prompts(backbone: nn.Module, prompt: PromptConfig) -> tuple[PrefixPrompt, PrefixPrompt]:
+    """Fresh (encoder, decoder) prompts shaped for ``backbone``."""
     if prompt.prefix_length < 1:
         raise ConfigError(f"prefix_length: got {prompt.prefix_length}; expected >= 1")
-    cfg = backbone.config
-    inner = cfg.num_heads * cfg.d_kv
-    peft_config = PrefixTuningConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM,
+    shape = dict(
         num_virtual_tokens=prompt.prefix_length,
-        num_layers=cfg.num_decoder_layers,  # PEFT would read num_hidden_layers = the encoder's depth
-        token_dim=inner,  # T5 allows heads * d_kv != d_model; the cache holds inner-dim keys
-        num_attention_heads=cfg.num_heads,
-        encoder_hidden_size=prompt.ffn_hidden,
-        prefix_projection=True,
+        ffn_hidden=prompt.ffn_hidden,
+        reweighter=prompt.reweighter,
+        reweighter_dim=prompt.reweighter_dim,
     )
-    peft_model = get_peft_model(backbone, peft_config)
-    for p in peft_model.get_base_model().parameters():
-        p.requires_grad_(False)
-    encoder_prefix = EncoderPrefix(
-        encoder_prefix_config_for(
-            cfg,
-            num_virtual_tokens=prompt.prefix_length,
-            ffn_hidden=prompt.ffn_hidden,
-            reweighter=prompt.reweighter,
-            reweighter_dim=prompt.reweighter_dim,
-        )
-    )
-    decoder_dim = 2 * cfg.num_decoder_layers * inner
-    reweighter = PromptTokenReweighter(decoder_dim, prompt.reweighter_dim) if prompt.reweighter else None
-    return CFPModel(peft_model, encoder_prefix, reweighter)
+    encoder, decoder = (PrefixPrompt(prefix_config_for(backbone.config, side, **shape)) for side in SIDES)
+    return encoder, decoder
+
+
+def build_cfp_model(backbone: nn.Module, prompt: PromptConfig) -> CFPModel:
+    """Wrap ``backbone`` (a T5ForConditionalGeneration, e.g. P5Model) with fresh prompts; the
+    backbone's own parameters are frozen."""
+    return CFPModel(backbone, *new_prompts(backbone, prompt))
+
+
+def load_prompts(prompt_dir: str | Path) -> tuple[PrefixPrompt, PrefixPrompt]:
+    return PrefixPrompt.load(prompt_dir, "encoder"), PrefixPrompt.load(prompt_dir, "decoder")
 
 
 def attach_prompt(backbone: nn.Module, prompt_dir: str | Path) -> CFPModel:
-    """Put a saved prompt onto ``backbone``: PEFT adapter (decoder) + our encoder prefix."""
-    prompt_dir = Path(prompt_dir)
-    for name in ("adapter_config.json", "encoder_prefix_config.json"):
-        if not (prompt_dir / name).is_file():
-            raise ConfigError(f"{prompt_dir}: not a CFP prompt folder ({name} missing)")
-    peft_model = PeftModel.from_pretrained(backbone, str(prompt_dir))
-    model = CFPModel(peft_model, EncoderPrefix.load(prompt_dir))
+    """Put a saved prompt (both sides) onto ``backbone``; everything frozen, eval mode."""
+    model = CFPModel(backbone, *load_prompts(prompt_dir))
     model.requires_grad_(False)
     return model.eval()
 

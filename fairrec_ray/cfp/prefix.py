@@ -1,26 +1,17 @@
-"""Prefix prompts for a frozen T5/P5: PEFT's prefix tuning for the decoder, our own for the encoder.
+"""Prefix prompts for a frozen T5/P5: per-layer key/value prefixes on the encoder and the decoder.
 
-Why two mechanisms (design.md, "checked pitfall"): PEFT's ``PrefixTuningConfig`` on a seq2seq T5
-feeds its prefix through ``past_key_values``, which only the decoder reads; the encoder states, which
-the user representation and the discriminator read, stay bit-identical to the backbone's.
+* ``PrefixPrompt`` — the trainable part: PEFT's prefix-tuning reparameterisation (``PrefixEncoder``
+  with ``prefix_projection=True``: embedding -> Linear -> tanh -> Linear to ``2 · layers · inner``
+  per token, the paper's FFN) plus the Prompt Token Reweighter on its output. Saved as
+  ``<side>_prefix.safetensors`` + ``<side>_prefix_config.json``.
+* ``PrefixInjector`` — puts a prefix source into one T5 stack: a forward pre-hook computes the
+  prefix once per stack call, and the stack's self-attention modules are registered with
+  ``cfp.attention``, whose attention function prepends it (see there for why that route).
 
-Encoder prefix = key/value prefixes in every encoder self-attention layer (what the UP5 code did with
-a privately modified transformers), built here from public APIs only:
-
-* a forward pre-hook on the encoder stack computes the prefix (FFN + reweighter) once per encoder
-  call and wraps it in a ``transformers.DynamicCache`` holding P key/value vectors per layer;
-* a forward pre-hook (``with_kwargs``) on each encoder ``T5Attention`` passes that cache as
-  ``past_key_values`` and left-pads the attention mask by P columns.
-
-``T5Attention`` then concatenates the cached prefix keys/values before the real ones and computes
-its relative position bias with ``past_seen_tokens = P``, so the relative positions *between real
-tokens* are exactly the backbone's. The encoder's output length is unchanged: the decoder's
-cross-attention, ``user_token_mask`` and ``generate`` need no change. Because the prefix is computed
-inside the encoder call, it is active in ``model(...)``, ``generate(...)`` and ``get_encoder()(...)``.
-
-The reparameterisation FFN is PEFT's own ``PrefixEncoder`` (``prefix_projection=True``: embedding ->
-Linear -> tanh -> Linear to ``2 · layers · inner_dim`` per token) on both sides, with the Prompt Token
-Reweighter on its output.
+Why not PEFT's own injection: PEFT passes the prefix as ``past_key_values``, which on T5 only the
+decoder reads — the encoder states, which the discriminator reads, stay bit-identical (a test pins
+this) — and since transformers 5.24 ``generate()`` drops it for the decoder as well (its own cache
+argument wins). So PEFT supplies the configuration and the FFN; injection is ours, on both sides.
 """
 
 from __future__ import annotations
@@ -28,27 +19,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from peft import PrefixTuningConfig, TaskType
 from peft.tuners.prefix_tuning import PrefixEncoder
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import DynamicCache
 
+from fairrec_ray.cfp import attention
 from fairrec_ray.cfp.reweighter import PromptTokenReweighter
+from fairrec_ray.errors import ConfigError
 
-ENCODER_PREFIX_CONFIG = "encoder_prefix_config.json"
-ENCODER_PREFIX_WEIGHTS = "encoder_prefix.safetensors"
+Side = Literal["encoder", "decoder"]
+SIDES: tuple[Side, ...] = ("encoder", "decoder")
 
 
 @dataclass(frozen=True)
-class EncoderPrefixConfig:
-    """Shape of the encoder prefix; saved as ``encoder_prefix_config.json`` beside the weights."""
+class PrefixConfig:
+    """Shape of one side's prefix; saved as ``<side>_prefix_config.json`` beside the weights."""
 
     num_virtual_tokens: int
     num_layers: int
@@ -62,8 +55,13 @@ class EncoderPrefixConfig:
     def inner_dim(self) -> int:
         return self.num_heads * self.head_dim
 
+    @property
+    def width(self) -> int:
+        """Values per prefix token: a key and a value of ``inner_dim`` for every layer."""
+        return 2 * self.num_layers * self.inner_dim
+
     def peft_config(self) -> PrefixTuningConfig:
-        """The FFN's shape in PEFT's terms (only used to build PEFT's ``PrefixEncoder``)."""
+        """The FFN's shape in PEFT's terms (builds PEFT's ``PrefixEncoder``)."""
         return PrefixTuningConfig(
             task_type=TaskType.SEQ_2_SEQ_LM,
             num_virtual_tokens=self.num_virtual_tokens,
@@ -75,39 +73,19 @@ class EncoderPrefixConfig:
         )
 
 
-def encoder_prefix_config_for(backbone_config: Any, **prompt: Any) -> EncoderPrefixConfig:
-    """Encoder-prefix shape for a T5 config (``num_layers`` is the encoder's depth)."""
-    return EncoderPrefixConfig(
-        num_layers=backbone_config.num_layers,
-        num_heads=backbone_config.num_heads,
-        head_dim=backbone_config.d_kv,
-        **prompt,
-    )
+def prefix_config_for(backbone_config: Any, side: Side, **prompt: Any) -> PrefixConfig:
+    """Prefix shape for one side of a T5 config (T5 allows ``heads · d_kv != d_model`` and
+    different encoder/decoder depths)."""
+    layers = backbone_config.num_layers if side == "encoder" else backbone_config.num_decoder_layers
+    return PrefixConfig(num_layers=layers, num_heads=backbone_config.num_heads, head_dim=backbone_config.d_kv, **prompt)
 
 
-def make_reweighter_hook(reweighter: PromptTokenReweighter):
-    """Forward hook that applies ``reweighter`` to a PEFT ``PrefixEncoder``'s output.
+class PrefixSource(nn.Module):
+    """Anything producing a prefix: ``flat()`` -> [1, P, width]."""
 
-    A hook (not a replaced submodule) keeps PEFT's state-dict layout; PEFT's ``save_pretrained``
-    calls the prompt encoder to bake the prefix, so the saved adapter includes the reweighting."""
-
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return reweighter(output)
-
-    return hook
-
-
-class EncoderPrefixInjector(nn.Module):
-    """Hook machinery that injects ``self.flat()`` ([1, P, 2 * layers * inner]) as key/value
-    prefixes into a T5 encoder; subclasses say where the prefix comes from."""
-
-    def __init__(self, config: EncoderPrefixConfig) -> None:
+    def __init__(self, config: PrefixConfig) -> None:
         super().__init__()
         self.config = config
-        self.register_buffer("tokens", torch.arange(config.num_virtual_tokens)[None], persistent=False)
-        self.enabled = True
-        self._cache: DynamicCache | None = None
-        self._handles: list[Any] = []
 
     def flat(self) -> torch.Tensor:
         raise NotImplementedError
@@ -115,93 +93,123 @@ class EncoderPrefixInjector(nn.Module):
     def forward(self) -> torch.Tensor:
         """The prefix as [layers, 2 (key/value), heads, P, head_dim]."""
         c = self.config
-        out = self.flat().view(c.num_virtual_tokens, c.num_layers, 2, c.num_heads, c.head_dim)
+        out = self.flat().reshape(c.num_virtual_tokens, c.num_layers, 2, c.num_heads, c.head_dim)
         return out.permute(1, 2, 3, 0, 4)
 
-    # --- hooks --------------------------------------------------------------------------------
-    def attach(self, encoder: nn.Module) -> EncoderPrefixInjector:
-        """Install the hooks on a T5 encoder stack (``model.get_encoder()``); idempotent per model."""
+
+class PrefixPrompt(PrefixSource):
+    """PEFT's prefix FFN (+ Prompt Token Reweighter): the trainable prompt of one side."""
+
+    def __init__(self, config: PrefixConfig) -> None:
+        super().__init__(config)
+        self.ffn = PrefixEncoder(config.peft_config())
+        self.reweighter = PromptTokenReweighter(config.width, config.reweighter_dim) if config.reweighter else None
+        self.register_buffer("tokens", torch.arange(config.num_virtual_tokens)[None], persistent=False)
+
+    def flat(self) -> torch.Tensor:
+        out = self.ffn(self.tokens)
+        return self.reweighter(out) if self.reweighter is not None else out
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path, side: Side) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / config_file(side)).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / weights_file(side)))
+
+    @classmethod
+    def load(cls, directory: str | Path, side: Side) -> PrefixPrompt:
+        directory = Path(directory)
+        for name in (config_file(side), weights_file(side)):
+            if not (directory / name).is_file():
+                legacy = " (saved by fairrec_ray < 0.2 as a PEFT adapter: re-train it)" if side == "decoder" else ""
+                raise ConfigError(f"{directory}: not a CFP prompt folder ({name} missing){legacy}")
+        try:
+            prompt = cls(PrefixConfig(**json.loads((directory / config_file(side)).read_text())))
+            prompt.load_state_dict(load_file(str(directory / weights_file(side))))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{directory / config_file(side)}: unreadable {side} prefix ({exc})") from None
+        return prompt
+
+
+def config_file(side: Side) -> str:
+    return f"{side}_prefix_config.json"
+
+
+def weights_file(side: Side) -> str:
+    return f"{side}_prefix.safetensors"
+
+
+def self_attention_modules(stack: nn.Module) -> list[nn.Module]:
+    """The self-attention module of every block of a T5 stack (``block[i].layer[0]``)."""
+    return [block.layer[0].SelfAttention for block in stack.block]
+
+
+# stack -> the injector attached to it: a second prompt on the same backbone replaces the first
+_OWNERS: weakref.WeakKeyDictionary[nn.Module, PrefixInjector] = weakref.WeakKeyDictionary()
+
+
+class PrefixInjector:
+    """Injects ``source`` into a T5 stack (encoder or decoder) while ``enabled``.
+
+    ``source`` can be swapped at any time (a mixture, another attribute's prompt): the next stack
+    call reads it. The prefix is computed once per stack call (with gradients when training) and
+    broadcast over the batch — beams included — by the attention function."""
+
+    def __init__(self, source: PrefixSource) -> None:
+        self.source = source
+        self.enabled = True
+        self._layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._handles: list[Any] = []
+        self._modules: list[nn.Module] = []
+        self._stack: weakref.ref[nn.Module] | None = None
+
+    def attach(self, stack: nn.Module) -> PrefixInjector:
         self.detach()
-        blocks = list(encoder.block)
-        if len(blocks) != self.config.num_layers:
-            raise ValueError(f"encoder has {len(blocks)} layers; the prefix was built for {self.config.num_layers}")
-        self._handles.append(encoder.register_forward_pre_hook(self._start, with_kwargs=True))
-        self._handles.append(encoder.register_forward_hook(self._finish))
-        for block in blocks:
-            attention = block.layer[0].SelfAttention
-            self._handles.append(attention.register_forward_pre_hook(self._inject, with_kwargs=True))
+        previous = _OWNERS.get(stack)
+        if previous is not None:
+            previous.detach()
+        modules = self_attention_modules(stack)
+        if len(modules) != self.source.config.num_layers:
+            raise ConfigError(
+                f"the stack has {len(modules)} layers; the prefix was built for {self.source.config.num_layers}"
+            )
+        self._handles = [stack.register_forward_pre_hook(self._start), stack.register_forward_hook(self._finish)]
+        self._modules = modules
+        _OWNERS[stack] = self
+        self._stack = weakref.ref(stack)
+        for layer, module in enumerate(modules):
+            attention.register_module(module, self, layer)
         return self
 
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles.clear()
+        for module in self._modules:
+            attention.unregister_module(module)
+        stack = self._stack() if self._stack is not None else None
+        if stack is not None and _OWNERS.get(stack) is self:
+            del _OWNERS[stack]
+        self._handles, self._modules, self._layers, self._stack = [], [], None, None
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:
-        """Run the encoder as the bare backbone (the unfair baseline) inside this block."""
         previous, self.enabled = self.enabled, False
         try:
             yield
         finally:
             self.enabled = previous
 
-    def _start(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def current(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self._layers[layer] if self._layers is not None else None
+
+    def _start(self, module: nn.Module, args: tuple) -> None:
         if not self.enabled:
-            self._cache = None
+            self._layers = None
             return
-        inputs = kwargs.get("input_ids")
-        if inputs is None:
-            inputs = kwargs.get("inputs_embeds")
-        if inputs is None:
-            inputs = args[0]
-        batch = inputs.shape[0]
-        dtype = next(module.parameters()).dtype
-        prefix = self().to(dtype)
-        layers = [(kv[0].expand(batch, -1, -1, -1), kv[1].expand(batch, -1, -1, -1)) for kv in prefix]
-        self._cache = DynamicCache(layers)
+        kv = self.source()  # [layers, 2, heads, P, head_dim]
+        self._layers = [(layer[0][None], layer[1][None]) for layer in kv]
 
     def _finish(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self._cache = None
-
-    def _inject(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self._cache is None:
-            return None
-        kwargs["past_key_values"] = self._cache
-        mask = kwargs.get("mask")
-        if mask is not None:  # None = attend everywhere, which already covers the prefix
-            pad = torch.ones if mask.dtype == torch.bool else torch.zeros
-            prefix_cols = pad(*mask.shape[:-1], self.config.num_virtual_tokens, dtype=mask.dtype, device=mask.device)
-            kwargs["mask"] = torch.cat([prefix_cols, mask], dim=-1)
-        return args, kwargs
-
-
-class EncoderPrefix(EncoderPrefixInjector):
-    """FFN (+ reweighter) producing per-layer key/value prefixes for the encoder's self-attention."""
-
-    def __init__(self, config: EncoderPrefixConfig) -> None:
-        super().__init__(config)
-        self.ffn = PrefixEncoder(config.peft_config())
-        dim = 2 * config.num_layers * config.inner_dim
-        self.reweighter = PromptTokenReweighter(dim, config.reweighter_dim) if config.reweighter else None
-
-    def flat(self) -> torch.Tensor:
-        """FFN (+ reweighter) output, [1, P, 2 * layers * inner]."""
-        out = self.ffn(self.tokens)
-        return self.reweighter(out) if self.reweighter is not None else out
-
-    # --- persistence --------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / ENCODER_PREFIX_CONFIG).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / ENCODER_PREFIX_WEIGHTS))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> EncoderPrefix:
-        directory = Path(directory)
-        config = EncoderPrefixConfig(**json.loads((directory / ENCODER_PREFIX_CONFIG).read_text()))
-        prefix = cls(config)
-        prefix.load_state_dict(load_file(str(directory / ENCODER_PREFIX_WEIGHTS)))
-        return prefix
+        self._layers = None

@@ -14,12 +14,11 @@ Usage::
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Self
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
-from typing_extensions import Self
 
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.fcpo.cpo import cost_limit_from_alpha
