@@ -27,13 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fairrec_ray.p5.baselines import bpr_scores, evaluate_scores, most_pop_scores  # noqa: E402
+from fairrec_ray.p5.baselines import bpr_scores, most_pop_scores  # noqa: E402
 from fairrec_ray.p5.config import P5TrainConfig  # noqa: E402
+from fairrec_ray.p5.evaluate import evaluate_model, evaluate_scores  # noqa: E402
 from fairrec_ray.p5.examples import P5Collator, train_examples  # noqa: E402
-from fairrec_ray.p5.generate import evaluate_ranking  # noqa: E402
 from fairrec_ray.p5.loop import make_optimizer, run_epoch, shard, steps_per_epoch  # noqa: E402
 from fairrec_ray.p5.model import build_p5, load_p5  # noqa: E402
-from fairrec_ray.p5.train import load_split, make_tokenizer, train_p5  # noqa: E402
+from fairrec_ray.p5.train import make_tokenizer, train_p5  # noqa: E402
 
 
 class PeakRSS:
@@ -64,7 +64,7 @@ class PeakRSS:
 
 
 def bench_training(cfg: P5TrainConfig, out_root: Path) -> dict:
-    dataset, split = load_split(cfg)
+    dataset, split = cfg.load_split()
     tok, _ = make_tokenizer(cfg, dataset, split)
     # bare loop: same epochs/examples as the Ray loop, one process, same threads; measured before
     # *and* after the Ray runs so drift in the (shared) machine's load shows up in the numbers
@@ -100,26 +100,28 @@ def bench_training(cfg: P5TrainConfig, out_root: Path) -> dict:
 
 
 def bench_eval(model_dir: Path, cfg: P5TrainConfig, max_users: int) -> dict:
-    _, split = load_split(cfg)
+    _, split = cfg.load_split()
     model, tok = load_p5(model_dir)
     rows = list(range(min(max_users, len(split))))
     out = {}
     for protocol in ("full", "sampled-100"):
         start = time.perf_counter()
-        evaluate_ranking(model, tok, split, protocol, "test", batch_size=32, num_beams=20, rows=rows)
+        evaluate_model(model, tok, split, protocol=protocol, batch_size=32, num_beams=20, rows=rows)
         out[f"eval_{protocol}_users_per_s"] = len(rows) / (time.perf_counter() - start)
     out["eval_users"] = len(rows)
     return out
 
 
 def bench_quality(model_dir: Path, cfg: P5TrainConfig) -> dict:
-    dataset, split = load_split(cfg)
+    dataset, split = cfg.load_split()
     model, tok = load_p5(model_dir)
     table = {}
     for protocol in ("full", "sampled-100"):
-        table[f"P5 ({protocol})"] = evaluate_ranking(model, tok, split, protocol, "test", batch_size=32)
-        table[f"MostPop ({protocol})"] = evaluate_scores(most_pop_scores(split, dataset.n_items), split, protocol)
-        table[f"BPR-MF ({protocol})"] = evaluate_scores(bpr_scores(split, dataset.n_items), split, protocol)
+        table[f"P5 ({protocol})"] = evaluate_model(model, tok, split, protocol=protocol, batch_size=32)
+        table[f"MostPop ({protocol})"] = evaluate_scores(
+            most_pop_scores(split, dataset.n_items), split, protocol=protocol
+        )
+        table[f"BPR-MF ({protocol})"] = evaluate_scores(bpr_scores(split, dataset.n_items), split, protocol=protocol)
     return {name: {k: round(v, 4) for k, v in m.items() if k.startswith(("hit", "ndcg"))} for name, m in table.items()}
 
 

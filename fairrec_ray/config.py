@@ -139,7 +139,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: Seque
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied last")
 
 
-def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
+def given_values(cls: type, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The config values the user set (YAML < flags < overrides) and where they came from."""
     values: dict[str, Any] = {}
     source = "command line"
     if getattr(args, "config", None):
@@ -148,6 +149,11 @@ def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
     names = set(_field_types(cls))
     values.update({k: v for k, v in vars(args).items() if k in names})
     values.update(parse_overrides(getattr(args, "overrides", []) or []))
+    return values, source
+
+
+def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
+    values, source = given_values(cls, args)
     return build_config(cls, values, source)
 
 

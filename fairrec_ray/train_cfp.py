@@ -33,6 +33,7 @@ def main(argv: Sequence[str]) -> int:
     from fairrec_ray.config import resolve_config
 
     config = resolve_config(CFPConfig, build_parser().parse_args(argv))
+    config.check_paths()
     # Fail on a bad dataset/attribute before any output or Ray start (one line, exit 2).
     from fairrec_ray.cfp.data import load_cfp_split
 

@@ -53,6 +53,7 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     prompts = parse_prompts(args.prompts)
     config = resolve_config(CFPConfig, args)
+    config.check_paths()
     if config.backbone is None:
         raise ConfigError("backbone: give --backbone DIR (the backbone the attribute prompts were trained on)")
     from fairrec_ray.cfp.data import load_cfp_split

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from fairrec_ray.data import SyntheticConfig, generate_synthetic, leave_one_out
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.p5 import build_tokenizer
-from fairrec_ray.p5.baselines import BPRConfig, bpr_scores, evaluate_scores, most_pop_scores
+from fairrec_ray.p5.baselines import BPRConfig, bpr_scores, most_pop_scores
 from fairrec_ray.p5.candidates import candidate_mask, rank_of_gold
+from fairrec_ray.p5.evaluate import evaluate_model, evaluate_scores, rank_metrics
 from fairrec_ray.p5.examples import eval_history
-from fairrec_ray.p5.generate import beam_items, evaluate_ranking, ranking_metrics
+from fairrec_ray.p5.generate import beam_items
 from fairrec_ray.p5.model import P5Model, preset_config
 from fairrec_ray.p5.trie import ItemTrie
 
@@ -63,7 +64,7 @@ def test_constrained_beams_only_yield_valid_candidates(data, seed, n_cand, num_b
 
 def test_ranking_metrics_on_hand_made_ranks():
     ranks = np.array([0, 2, 4, 9, -1])
-    m = ranking_metrics(ranks)
+    m = rank_metrics(ranks)
     assert m["hit@1"] == pytest.approx(0.2)
     assert m["hit@3"] == pytest.approx(0.4)
     assert m["hit@5"] == pytest.approx(0.6)
@@ -97,20 +98,20 @@ def test_candidate_protocols(data):
         candidate_mask(split, "sampled-50", "test", rows, ds.n_items)
 
 
-def test_evaluate_ranking_contract(data):
+def test_evaluate_model_contract(data):
     _, split, tok, model = data
-    out = evaluate_ranking(model, tok, split, "sampled-100", stage="test", batch_size=16, num_beams=20, seed=0)
+    out = evaluate_model(model, tok, split, protocol="sampled-100", stage="test", batch_size=16, num_beams=20)
     assert {"hit@1", "hit@3", "hit@5", "hit@10", "ndcg@5", "ndcg@10", "protocol", "users"} <= set(out)
     assert out["users"] == len(split) and out["protocol"] == "sampled-100"
     assert 0.0 <= out["hit@1"] <= out["hit@5"] <= out["hit@10"] <= 1.0
     with pytest.raises(ConfigError, match="batched"):
-        evaluate_ranking(model, tok, split, "full", batch_size=1)
+        evaluate_model(model, tok, split, protocol="full", batch_size=1)
 
 
 def test_baselines_rank_with_the_shared_evaluator(data):
     ds, split, _, _ = data
-    pop = evaluate_scores(most_pop_scores(split, ds.n_items), split, "full")
-    bpr = evaluate_scores(bpr_scores(split, ds.n_items, cfg=BPRConfig(epochs=5)), split, "full")
+    pop = evaluate_scores(most_pop_scores(split, ds.n_items), split, protocol="full")
+    bpr = evaluate_scores(bpr_scores(split, ds.n_items, cfg=BPRConfig(epochs=5)), split, protocol="full")
     assert pop["users"] == bpr["users"] == len(split)
     a = bpr_scores(split, ds.n_items, cfg=BPRConfig(epochs=2, seed=3))
     b = bpr_scores(split, ds.n_items, cfg=BPRConfig(epochs=2, seed=3))

@@ -9,11 +9,11 @@ import pytest
 
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.p5 import load_p5
-from fairrec_ray.p5.baselines import evaluate_scores, most_pop_scores
+from fairrec_ray.p5.baselines import most_pop_scores
 from fairrec_ray.p5.config import P5TrainConfig
-from fairrec_ray.p5.generate import evaluate_ranking
+from fairrec_ray.p5.evaluate import evaluate_model, evaluate_scores
 from fairrec_ray.p5.loop import InjectedCrash
-from fairrec_ray.p5.train import load_split, train_p5
+from fairrec_ray.p5.train import train_p5
 
 SMALL = dict(
     dataset="synthetic", synthetic_users=60, synthetic_items=100, synthetic_interactions=15,
@@ -64,10 +64,10 @@ def test_two_worker_run_is_interrupted_resumes_and_learns(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert [m["epoch"] for m in results["history"]] == [1, 2, 3]
     assert results["history"][-1]["loss"] < results["history"][0]["loss"]
-    _, split = load_split(P5TrainConfig(**base))
+    _, split = P5TrainConfig(**base).load_split()
     model, tok = load_p5(model_dir)
     assert tok.n_items == 200
-    p5 = evaluate_ranking(model, tok, split, "full", "valid", num_beams=10)
-    pop = evaluate_scores(most_pop_scores(split, 200, "valid"), split, "full", "valid")
+    p5 = evaluate_model(model, tok, split, protocol="full", stage="valid", num_beams=10)
+    pop = evaluate_scores(most_pop_scores(split, 200, "valid"), split, protocol="full", stage="valid")
     assert p5["users"] == pop["users"] == 120
     assert p5["hit@10"] > pop["hit@10"] + 0.05, (p5["hit@10"], pop["hit@10"])

@@ -5,13 +5,15 @@ resumes, since ``train_p5`` resumes from its own output)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from fairrec_ray.cfp.config import CFPConfig
+from fairrec_ray.data.cache import default_cache_dir
+from fairrec_ray.data.options import data_options
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +23,7 @@ def p5_train_config(config: CFPConfig, output: Path):
     from fairrec_ray.p5.config import P5TrainConfig
 
     return P5TrainConfig(
-        dataset=config.dataset,
-        data_dir=config.data_dir,
+        **dataclasses.asdict(data_options(config)),
         output=str(output),
         preset=config.backbone_preset,
         epochs=config.backbone_epochs,
@@ -31,22 +32,16 @@ def p5_train_config(config: CFPConfig, output: Path):
         item_indexing=config.backbone_indexing,
         user_indexing=config.backbone_user_indexing,
         num_workers=0,  # in-process: no worker start-up for a minute-long job
-        synthetic_users=config.synthetic_users,
-        synthetic_items=config.synthetic_items,
-        synthetic_interactions=config.synthetic_interactions,
-        synthetic_genres=config.synthetic_genres,
-        synthetic_signal=config.synthetic_signal,
         val_users=config.eval_users or 0,
         val_protocol=config.protocol,
         num_beams=config.num_beams,
-        seed=config.seed,
         address=config.address,
     )
 
 
-def default_cache_dir() -> Path:
-    root = os.environ.get("FAIRREC_CACHE") or Path.home() / ".cache" / "fairrec_ray"
-    return Path(root) / "backbones"
+def backbone_cache_dir() -> Path:
+    """``backbones/`` inside the data cache root (``$FAIRREC_CACHE`` or ``~/.cache/fairrec_ray``)."""
+    return default_cache_dir() / "backbones"
 
 
 def ensure_backbone(config: CFPConfig) -> Path:
@@ -57,7 +52,7 @@ def ensure_backbone(config: CFPConfig) -> Path:
 
     from fairrec_ray.p5.train import train_p5
 
-    cache = Path(config.backbone_cache) if config.backbone_cache else default_cache_dir()
+    cache = Path(config.backbone_cache) if config.backbone_cache else backbone_cache_dir()
     probe = p5_train_config(config, Path("."))
     key_fields = {k: v for k, v in asdict(probe).items() if k not in ("output", "address")}
     if config.data_dir:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fairrec_ray.data import DATASETS
+from fairrec_ray.data.options import DataOptions
 from fairrec_ray.errors import ConfigError
 
 ATTRIBUTE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -38,15 +38,12 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class CFPConfig:
-    # --- data
-    dataset: str = field(default="synthetic", metadata=_help(f"dataset name: {', '.join(DATASETS)}"))
-    data_dir: str | None = field(default=None, metadata=_help("folder with the dataset's original files"))
+class CFPConfig(DataOptions):
+    # --- data (DataOptions; the demo's own defaults below)
     attribute: str = field(default="gender", metadata=_help("sensitive attribute: gender|age|occupation|marital|…"))
-    synthetic_users: int = field(default=300, metadata=_help("synthetic: number of users"))
-    synthetic_items: int = field(default=100, metadata=_help("synthetic: number of items"))
+    synthetic_users: int = field(default=300, metadata=_help("synthetic: users"))
+    synthetic_items: int = field(default=100, metadata=_help("synthetic: items"))
     synthetic_interactions: float = field(default=20.0, metadata=_help("synthetic: mean interactions per user"))
-    synthetic_genres: int = field(default=18, metadata=_help("synthetic: genres"))
     synthetic_signal: float = field(
         default=3.0, metadata=_help("synthetic: planted attribute -> taste signal (generator default 1; 0: none)")
     )
@@ -91,7 +88,6 @@ class CFPConfig:
     discriminator_lr: float = field(default=1e-3, metadata=_help("discriminator learning rate (AdamW)"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay of both optimisers"))
     grad_clip: float = field(default=1.0, metadata=_help("gradient-norm clip of the prompt update"))
-    seed: int = field(default=0, metadata=_help("seed of data, prompts, discriminator and probes"))
     # --- evaluation
     protocol: Literal["sampled-100", "full"] = field(default="sampled-100", metadata=_help("ranking protocol"))
     eval_users: int | None = field(default=None, metadata=_help("cap on users in hit@k evaluation (None: all)"))
@@ -114,7 +110,7 @@ class CFPConfig:
             if not ok:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}; expected {rule}")
 
-        need(self.dataset in DATASETS, "dataset", f"one of {list(DATASETS)}")
+        super().__post_init__()
         need(bool(ATTRIBUTE_RE.match(self.attribute)), "attribute", "a lower-case attribute name")
         need(self.discriminator_weight >= 0, "discriminator_weight", ">= 0")
         for key in ("prefix_length", "ffn_hidden", "discriminator_hidden", "epochs", "batch_size", "num_beams"):
@@ -135,16 +131,15 @@ class CFPConfig:
         need(self.probe_folds >= 1, "probe_folds", ">= 1")
         need(self.eval_users is None or self.eval_users >= 1, "eval_users", ">= 1 or None")
         need(self.synthetic_users >= 20, "synthetic_users", ">= 20")
-        need(self.synthetic_items >= 10, "synthetic_items", ">= 10")
-        need(self.synthetic_genres >= 2, "synthetic_genres", ">= 2")
-        need(self.synthetic_signal >= 0, "synthetic_signal", ">= 0")
         need(self.adversary_loss in ("negative", "uniform"), "adversary_loss", "negative or uniform")
-        if self.dataset != "synthetic":
-            need(self.data_dir is not None, "data_dir", f"a folder with the {self.dataset} files")
-        if self.data_dir is not None:
-            need(Path(self.data_dir).is_dir(), "data_dir", "an existing folder")
-        if self.backbone is not None:
-            need((Path(self.backbone) / "config.json").is_file(), "backbone", "a P5 model folder (with config.json)")
+
+    def check_paths(self) -> None:
+        """Filesystem checks, run once by the driver (not in ``__post_init__``: configs are rebuilt
+        on every worker and trial, where paths may differ)."""
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise ConfigError(f"data_dir: got {self.data_dir!r}; expected an existing folder")
+        if self.backbone is not None and not (Path(self.backbone) / "config.json").is_file():
+            raise ConfigError(f"backbone: got {self.backbone!r}; expected a P5 model folder (with config.json)")
 
     @property
     def prompt(self) -> PromptConfig:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.data import LeaveOneOutSplit, RecDataset
+from fairrec_ray.data.options import data_options
 from fairrec_ray.p5.examples import ExampleConfig, P5Collator, eval_examples, train_examples
 from fairrec_ray.p5.tokenizer import P5Tokenizer
 
@@ -33,11 +33,8 @@ def seed_everything(seed: int, rank: int = 0) -> None:
 
 
 def load_cfp_split(config: CFPConfig) -> tuple[RecDataset, LeaveOneOutSplit]:
-    """Exactly the dataset and split the backbone is pre-trained on (P5's ``load_split``)."""
-    from fairrec_ray.cfp.backbone import p5_train_config
-    from fairrec_ray.p5.train import load_split
-
-    dataset, split = load_split(p5_train_config(config, Path(".")))
+    """Exactly the dataset and split the backbone is pre-trained on (same ``DataOptions``)."""
+    dataset, split = data_options(config).load_split()
     dataset.require_attribute(config.attribute)
     return dataset, split
 

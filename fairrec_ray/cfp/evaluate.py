@@ -1,6 +1,7 @@
 """Evaluation of a CFP model — or of its bare backbone, through the same code (``prompt=False``):
-ranking quality (``p5.generate.evaluate_ranking``) and the fairness probe on frozen user
-representations (``probe.probe_auc``). Result keys are the constants below."""
+ranking quality (``p5.evaluate.evaluate_model``, the project's one ranking evaluation) and the
+fairness probe on frozen user representations (``probe.probe_auc``). Result keys are the constants
+below."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import torch
 from fairrec_ray.cfp.data import CFPData
 from fairrec_ray.cfp.model import CFPModel
 from fairrec_ray.cfp.probe import probe_auc
+from fairrec_ray.p5.evaluate import RANKING_KEYS
 
 PROBE_AUC = "probe_auc"
 PROBE_AUC_OVR = "probe_auc_ovr"
-HIT_KEYS = ("hit@1", "hit@3", "hit@5", "hit@10", "ndcg@5", "ndcg@10")
+HIT_KEYS = RANKING_KEYS
 
 
 @torch.no_grad()
@@ -44,9 +46,10 @@ def fairness_metrics(
 
 
 @torch.no_grad()
-def ranking_metrics(
+def cfp_ranking(
     model: CFPModel,
     data: CFPData,
+    *,
     stage: str,
     protocol: str,
     num_beams: int,
@@ -54,8 +57,9 @@ def ranking_metrics(
     seed: int,
     prompt: bool = True,
 ) -> dict[str, float]:
+    """hit@k / NDCG@k of the model (``prompt=False``: its bare backbone) on ``stage``."""
+    from fairrec_ray.p5.evaluate import evaluate_model
     from fairrec_ray.p5.examples import eval_rows
-    from fairrec_ray.p5.generate import evaluate_ranking
 
     rows = eval_rows(data.split, stage)
     if max_users is not None and max_users < len(rows):  # an evenly spread, deterministic subset
@@ -64,12 +68,12 @@ def ranking_metrics(
     model.eval()
     context = contextlib.nullcontext() if prompt else model.disabled()
     with context:
-        metrics = evaluate_ranking(
+        metrics = evaluate_model(
             model,
             data.tokenizer,
             data.split,
-            protocol,
-            stage=stage,
+            protocol=protocol,  # type: ignore[arg-type]
+            stage=stage,  # type: ignore[arg-type]
             num_beams=num_beams,
             rows=rows,
             max_history=data.max_history,
@@ -79,7 +83,7 @@ def ranking_metrics(
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def evaluate(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = True) -> dict[str, float]:
+def evaluate_cfp(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = True) -> dict[str, float]:
     """Probe AUC + ranking metrics at ``stage`` ("valid" or "test").
 
     The probe reads the ``stage``'s prompts (validation: history without the last two items) with
@@ -88,5 +92,16 @@ def evaluate(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = 
     probe_seed = config.seed + (1 if stage == "valid" else 0)
     out = fairness_metrics(model, data, config.probe_folds, probe_seed, prompt, stage)
     max_users = config.eval_users if stage == "valid" else None
-    out.update(ranking_metrics(model, data, stage, config.protocol, config.num_beams, max_users, config.seed, prompt))
+    out.update(
+        cfp_ranking(
+            model,
+            data,
+            stage=stage,
+            protocol=config.protocol,
+            num_beams=config.num_beams,
+            max_users=max_users,
+            seed=config.seed,
+            prompt=prompt,
+        )
+    )
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fairrec_ray.cfp.config import CFPConfig
-from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluate
+from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluate_cfp
 from fairrec_ray.cfp.loop import STATE_FILE, build_models, load_state, train_loop_per_worker
 from fairrec_ray.cli import write_json_atomic
 from fairrec_ray.config import config_to_dict
@@ -106,8 +106,8 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
 
         # The unfair baseline through the same code: prompts built but switched off.
         model, _, data = build_models(config, str(backbone_dir))
-        baseline_valid = evaluate(model, data, config, "valid", prompt=False) if config.eval_every_epoch else {}
-        baseline = evaluate(model, data, config, "test", prompt=False)
+        baseline_valid = evaluate_cfp(model, data, config, "valid", prompt=False) if config.eval_every_epoch else {}
+        baseline = evaluate_cfp(model, data, config, "test", prompt=False)
         log.info("cfp: backbone test %s", _headline(baseline))
         del model
 
@@ -140,7 +140,7 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
             raise RuntimeError("training reported no checkpoint")
         best = choose_best(records, baseline_valid.get("hit@10"), config.hit_bound, config.disc_warmup_epochs)
         fair, _, data = build_models(config, str(backbone_dir), load_state(best.checkpoint))
-        final = evaluate(fair, data, config, "test", prompt=True)
+        final = evaluate_cfp(fair, data, config, "test", prompt=True)
         meta = {"attribute": config.attribute, "epoch": best.epoch, "backbone": str(backbone_dir)}
         fair.save_prompt(output / PROMPT_DIR, meta)
         results = {

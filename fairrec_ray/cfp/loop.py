@@ -37,7 +37,7 @@ from fairrec_ray.cfp.discriminator import (
     discriminator_accuracy,
     discriminator_loss,
 )
-from fairrec_ray.cfp.evaluate import evaluate
+from fairrec_ray.cfp.evaluate import evaluate_cfp
 from fairrec_ray.cfp.model import CFPModel, build_cfp_model
 from fairrec_ray.cfp.schedule import phase_for
 from fairrec_ray.config import build_config
@@ -183,7 +183,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         metrics["train_seconds"] = elapsed
         if rank == 0:
             if config.eval_every_epoch:
-                metrics.update({f"valid_{k}": v for k, v in evaluate(raw_model, data, config, "valid").items()})
+                metrics.update({f"valid_{k}": v for k, v in evaluate_cfp(raw_model, data, config, "valid").items()})
             log.info("cfp epoch %d: %s", epoch, _fmt(metrics))
             folder = Path(local_root) / f"epoch_{epoch:04d}" if local_root else Path(tempfile.mkdtemp(prefix="cfp-"))
             folder.mkdir(parents=True, exist_ok=True)

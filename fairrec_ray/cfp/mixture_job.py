@@ -23,7 +23,7 @@ import torch
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.data import CFPData, seed_everything
 from fairrec_ray.cfp.discriminator import Discriminator, adversary_loss, discriminator_loss
-from fairrec_ray.cfp.evaluate import fairness_metrics, ranking_metrics
+from fairrec_ray.cfp.evaluate import cfp_ranking, fairness_metrics
 from fairrec_ray.cfp.mixture import MixtureModel, build_mixture_model
 from fairrec_ray.cli import write_json_atomic
 from fairrec_ray.config import config_to_dict
@@ -117,11 +117,16 @@ def train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: str | 
     return results
 
 
+def _ranking(model: MixtureModel, data: CFPData, config: CFPConfig, prompt: bool = True) -> dict[str, float]:
+    return cfp_ranking(
+        model, data, stage="test", protocol=config.protocol, num_beams=config.num_beams, max_users=None,
+        seed=config.seed, prompt=prompt,
+    )  # fmt: skip
+
+
 def evaluate_backbone(model: MixtureModel, data: dict[str, CFPData], config: CFPConfig) -> dict[str, Any]:
     first = next(iter(data.values()))
-    out: dict[str, Any] = {
-        "ranking": ranking_metrics(model, first, "test", config.protocol, config.num_beams, None, config.seed, False)
-    }
+    out: dict[str, Any] = {"ranking": _ranking(model, first, config, prompt=False)}
     for a, d in data.items():
         out[a] = fairness_metrics(model, d, config.probe_folds, config.seed, prompt=False)["probe_auc"]
     return out
@@ -135,9 +140,7 @@ def evaluate_subsets(
     out = {}
     for subset in subsets:
         model.set_subset(subset)
-        entry: dict[str, Any] = {
-            "ranking": ranking_metrics(model, first, "test", config.protocol, config.num_beams, None, config.seed)
-        }
+        entry: dict[str, Any] = {"ranking": _ranking(model, first, config)}
         entry["probe_auc"] = {
             a: fairness_metrics(model, data[a], config.probe_folds, config.seed)["probe_auc"] for a in subset
         }

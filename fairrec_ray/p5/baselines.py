@@ -1,6 +1,7 @@
-"""Baselines ranked by the same evaluator on the same split and candidates as P5: MostPop and a
-BPR matrix factorisation (torch, seeded). Both are fit on the stage's *input* histories (valid:
-``train``; test: ``train + [valid]``), which is exactly what P5 reads at that stage.
+"""Baselines scored for the same evaluator (``p5.evaluate.evaluate_scores``) on the same split and
+candidates as P5: MostPop and a BPR matrix factorisation (torch, seeded). Both are fit on the
+stage's *input* histories (valid: ``train``; test: ``train + [valid]``), which is exactly what P5
+reads at that stage.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import numpy as np
 import torch
 
 from fairrec_ray.data.splits import LeaveOneOutSplit
-from fairrec_ray.p5.candidates import Protocol, candidate_mask, gold_items, rank_of_gold
-from fairrec_ray.p5.examples import Stage, eval_history, eval_rows
-from fairrec_ray.p5.generate import ranking_metrics
+from fairrec_ray.p5.examples import Stage, eval_history
 
 
 def _pairs(split: LeaveOneOutSplit, stage: Stage) -> tuple[np.ndarray, np.ndarray]:
@@ -70,14 +69,3 @@ def bpr_scores(
             opt.step()
     with torch.no_grad():
         return (user_emb @ item_emb.T + item_bias).numpy().astype(np.float64)
-
-
-def evaluate_scores(
-    scores: np.ndarray, split: LeaveOneOutSplit, protocol: Protocol, stage: Stage = "test", seed: int = 0
-) -> dict:
-    """hit@k / NDCG@k of a full score matrix (rows = split rows) under ``protocol``."""
-    rows = eval_rows(split, stage)
-    n_items = scores.shape[1]
-    mask = candidate_mask(split, protocol, stage, rows, n_items, seed)
-    ranks = rank_of_gold(np.asarray(scores)[rows], mask, gold_items(split, stage, rows))
-    return {**ranking_metrics(ranks), "protocol": protocol, "stage": stage, "users": int(len(rows))}

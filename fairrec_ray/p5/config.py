@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fairrec_ray.data.registry import DATASETS
+from fairrec_ray.data.options import DataOptions
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.p5.examples import ExampleConfig
 from fairrec_ray.p5.indexing import INDEXINGS
@@ -17,9 +17,7 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass
-class P5TrainConfig:
-    dataset: str = field(default="synthetic", metadata=_help(f"dataset name: {', '.join(DATASETS)}"))
-    data_dir: str | None = field(default=None, metadata=_help("folder with the dataset's files"))
+class P5TrainConfig(DataOptions):
     output: str = field(default="runs/p5", metadata=_help("output folder (re-run with the same one to resume)"))
     preset: str = field(default="tiny", metadata=_help(f"model size: {', '.join(PRESETS)}"))
     model: str | None = field(default=None, metadata=_help("initialise from a local HF T5/P5 checkpoint folder"))
@@ -49,19 +47,11 @@ class P5TrainConfig:
     val_users: int = field(default=0, metadata=_help("validate on this many users (0 = all)"))
     eval_batch_size: int = field(default=32, metadata=_help("users per beam-search batch"))
     num_beams: int = field(default=20, metadata=_help("beams (paper: 20)"))
-    min_interactions: int = field(default=3, metadata=_help("drop users with fewer interactions"))
-    synthetic_users: int = field(default=943, metadata=_help("synthetic dataset: users"))
-    synthetic_items: int = field(default=1682, metadata=_help("synthetic dataset: items"))
-    synthetic_interactions: float = field(default=106.0, metadata=_help("synthetic: mean interactions per user"))
-    synthetic_genres: int = field(default=18, metadata=_help("synthetic: genres (binge structure)"))
-    synthetic_signal: float = field(default=1.0, metadata=_help("synthetic: planted attribute signal (0: none)"))
-    seed: int = field(default=0, metadata=_help("seed of init, prompts, sampling"))
     address: str | None = field(default=None, metadata=_help("Ray address (default: RAY_ADDRESS or local)"))
     crash_after_epoch: int = field(default=0, metadata=_help("testing: fail right after this epoch's checkpoint"))
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset: got {self.dataset!r}; expected one of {list(DATASETS)}")
+        super().__post_init__()
         if self.preset not in PRESETS:
             raise ConfigError(f"preset: got {self.preset!r}; expected one of {list(PRESETS)}")
         positive = ("epochs", "batch_size", "max_history", "n_candidates", "eval_batch_size", "num_beams")
@@ -87,8 +77,6 @@ class P5TrainConfig:
             raise ConfigError(f"item_indexing: got {self.item_indexing!r}; expected one of {list(INDEXINGS)}")
         if self.user_indexing not in ("raw", "collaborative"):
             raise ConfigError(f"user_indexing: got {self.user_indexing!r}; expected 'raw' or 'collaborative'")
-        if self.dataset != "synthetic" and not self.data_dir:
-            raise ConfigError(f"data_dir: dataset {self.dataset!r} needs --data-dir")
 
     def example_config(self) -> ExampleConfig:
         return ExampleConfig(

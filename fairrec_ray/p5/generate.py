@@ -1,5 +1,5 @@
-"""Batched, trie-constrained beam search and hit@k / NDCG@k for P5 (and any HF seq2seq model with
-``.generate``, PEFT wrappers included).
+"""Batched, trie-constrained beam search for P5 (and any HF seq2seq model with ``.generate``, a
+CFP model with its prompts included); the metrics over its ranks are in ``p5/evaluate.py``.
 
 Each user's prompt (template 2-1, see ``examples.py``) is decoded with ``num_beams`` beams (20, as
 the paper) whose tokens are restricted to the ids of the user's candidate items
@@ -19,21 +19,10 @@ from transformers import LogitsProcessorList
 
 from fairrec_ray.data.splits import LeaveOneOutSplit
 from fairrec_ray.errors import ConfigError
-from fairrec_ray.metrics import hit_at_k, ndcg_at_k
-from fairrec_ray.p5.candidates import PROTOCOLS, Protocol, candidate_mask, gold_items
+from fairrec_ray.p5.candidates import Protocol, candidate_mask, gold_items
 from fairrec_ray.p5.examples import P5Collator, Stage, eval_examples, eval_rows
 from fairrec_ray.p5.tokenizer import P5Tokenizer
 from fairrec_ray.p5.trie import ItemTrie, TrieConstraint
-
-HIT_KS = (1, 3, 5, 10)
-NDCG_KS = (5, 10)
-METRIC_KEYS = tuple(f"hit@{k}" for k in HIT_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS)
-
-
-def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
-    out = {f"hit@{k}": hit_at_k(ranks, k) for k in HIT_KS}
-    out.update({f"ndcg@{k}": ndcg_at_k(ranks, k) for k in NDCG_KS})
-    return out
 
 
 @dataclass
@@ -52,6 +41,7 @@ def generate_rankings(
     model: torch.nn.Module,
     tokenizer: P5Tokenizer,
     split: LeaveOneOutSplit,
+    *,
     protocol: Protocol,
     stage: Stage = "test",
     rows: Sequence[int] | None = None,
@@ -145,22 +135,3 @@ def _item_tokens(seq: np.ndarray, tokenizer: P5Tokenizer) -> tuple[int, ...]:
             break
         toks.append(tok)
     return tuple(toks)
-
-
-def evaluate_ranking(
-    model: torch.nn.Module,
-    tokenizer: P5Tokenizer,
-    split: LeaveOneOutSplit,
-    protocol: Protocol,
-    stage: Stage = "test",
-    batch_size: int = 32,
-    num_beams: int = 20,
-    seed: int = 0,
-    rows: Sequence[int] | None = None,
-    max_history: int = 20,
-) -> dict:
-    """hit@1/3/5/10 and NDCG@5/10 of ``stage`` under ``protocol`` (``"full"``/``"sampled-100"``)."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol: got {protocol!r}; expected one of {list(PROTOCOLS)}")
-    ranked = generate_rankings(model, tokenizer, split, protocol, stage, rows, batch_size, num_beams, seed, max_history)
-    return {**ranking_metrics(ranked.ranks), "protocol": protocol, "stage": stage, "users": int(len(ranked.rows))}

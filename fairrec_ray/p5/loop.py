@@ -27,8 +27,9 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
 from fairrec_ray.p5.config import P5TrainConfig
+from fairrec_ray.p5.evaluate import rank_metrics
 from fairrec_ray.p5.examples import P5Collator, PromptExample, eval_rows, train_examples
-from fairrec_ray.p5.generate import generate_rankings, ranking_metrics
+from fairrec_ray.p5.generate import generate_rankings
 from fairrec_ray.p5.model import P5Model, build_p5, save_p5, unwrap
 
 STATE_FILE = "trainer_state.pt"
@@ -178,14 +179,14 @@ def _validate(model, tok, split, cfg: P5TrainConfig, rows: np.ndarray, world: in
     ranks = np.empty(0, dtype=np.int64)
     if len(rows):
         ranks = generate_rankings(
-            model, tok, split, cfg.val_protocol, "valid", rows, cfg.eval_batch_size, cfg.num_beams, cfg.seed,
-            cfg.max_history,
+            model, tok, split, protocol=cfg.val_protocol, stage="valid", rows=rows, batch_size=cfg.eval_batch_size,
+            num_beams=cfg.num_beams, seed=cfg.seed, max_history=cfg.max_history,
         ).ranks  # fmt: skip
     if world > 1:
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, ranks)
         ranks = np.concatenate(gathered)
-    return ranking_metrics(ranks)
+    return rank_metrics(ranks)
 
 
 def _resume_dir(loop_config: dict[str, Any]) -> Path | None:

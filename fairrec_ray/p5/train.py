@@ -20,7 +20,8 @@ import torch
 
 from fairrec_ray.cli import init_ray, write_json_atomic
 from fairrec_ray.config import config_to_dict
-from fairrec_ray.data import LeaveOneOutSplit, SyntheticConfig, leave_one_out, load_dataset
+from fairrec_ray.data import LeaveOneOutSplit
+from fairrec_ray.data.options import write_data_spec
 from fairrec_ray.data.schema import RecDataset
 from fairrec_ray.errors import ConfigError, FairrecError
 from fairrec_ray.p5.config import P5TrainConfig
@@ -32,17 +33,6 @@ from fairrec_ray.p5.tokenizer import P5Tokenizer, build_tokenizer
 
 log = logging.getLogger(__name__)
 RUN_NAME = "p5"
-
-
-def load_split(cfg: P5TrainConfig) -> tuple[RecDataset, LeaveOneOutSplit]:
-    synthetic = SyntheticConfig(
-        n_users=cfg.synthetic_users, n_items=cfg.synthetic_items,
-        mean_interactions=cfg.synthetic_interactions, n_genres=cfg.synthetic_genres,
-        signal=cfg.synthetic_signal,
-        min_interactions=min(20, int(cfg.synthetic_interactions)),
-    )  # fmt: skip
-    dataset = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed, synthetic=synthetic)
-    return dataset, leave_one_out(dataset, cfg.min_interactions)
 
 
 def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSplit) -> tuple[P5Tokenizer, Any]:
@@ -65,7 +55,7 @@ def train_p5(cfg: P5TrainConfig) -> Path:
     output = Path(cfg.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output / "config.json", config_to_dict(cfg))
-    dataset, split = load_split(cfg)
+    dataset, split = cfg.load_split()
     tok, init_state = make_tokenizer(cfg, dataset, split)
     log.info(
         "p5: %s, %d users, %d items, vocab %d, preset %s, %d workers",
@@ -101,6 +91,7 @@ def train_p5(cfg: P5TrainConfig) -> Path:
         tmp = output / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(ckpt / "best_model", tmp)
+        write_data_spec(cfg, tmp)  # evaluation and serving read the data back from the model folder
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     best = max(history, key=lambda m: (m["val_hit@10"], -m["epoch"])) if history else metrics
