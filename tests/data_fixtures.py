@@ -55,3 +55,17 @@ def write_insurance(folder: Path, rows: list[str] | None = None) -> Path:
     ]
     (folder / "Train.csv").write_text(INSURANCE_HEADER + "\n" + "\n".join(rows) + "\n")
     return folder
+
+
+def ownership_rows(n_users: int = 36) -> list[str]:
+    """Zimnat-shaped customers: each owns 2 products, every third owns 3 (so no one has enough for
+    an FCPO start state), all 21 products are owned by someone; dirty codes the loader normalises
+    (lower-case sex and marital, a rare marital code) and no row it drops."""
+    years, categories = ("1955", "1966", "1974", "1983", "1994"), ("T4MS", "56SI", "JD7X", "90QI")
+    dirty = {1: ("M", "s"), 2: ("f", "M"), 3: ("F", "W")}
+    rows = []
+    for k in range(n_users):
+        owned = (k % 21, (k + 5) % 21) + (((k + 11) % 21,) if k % 3 == 0 else ())
+        sex, marital = dirty.get(k, ("FM"[k % 2], "UMS"[k % 3]))
+        rows.append(insurance_row(f"C{k:04d}", sex, marital, years[k % 5], categories[k % 4], owned))
+    return rows

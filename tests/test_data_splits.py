@@ -1,4 +1,4 @@
-"""Splits, popularity groups, cache, the synthetic generator and the describe CLI."""
+"""Splits, popularity groups, cache, the synthetic generator, the describe CLI and FCPO on ownership data."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from data_fixtures import small_ml100k_ratings, write_ml100k
+from data_fixtures import ownership_rows, small_ml100k_ratings, write_insurance, write_ml100k
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
+from test_cfp_cli import assert_one_line_error
 
 from fairrec_ray.data import (
     NO_ITEM,
+    FCPONotApplicable,
     RecDataset,
     SyntheticConfig,
     fcpo_split,
@@ -67,6 +69,22 @@ def test_fcpo_split_protocol():
     assert split.test_positives[0].tolist() == [11]
     assert split.test_start[0].tolist() == [5, 6, 7, 9, 10]  # last 5 of start + train
     assert split.train_item_counts(12)[[1, 7, 11]].tolist() == [1, 1, 0]
+
+
+def test_fcpo_split_refuses_ownership_data_with_its_reason(tmp_path):
+    from fairrec_ray.fcpo.env_data import build_env_data
+
+    ds = load_dataset("insurance", write_insurance(tmp_path, ownership_rows()), use_cache=False)
+    with pytest.raises(FCPONotApplicable, match=r"'insurance': FCPO does not apply: no user has >= 7 positives") as exc:
+        fcpo_split(ds)
+    assert exc.value.max_positives == 0
+    assert exc.value.reason.endswith("(max interactions per user: 3; every rating is 1, as in ownership data)")
+    with pytest.raises(FCPONotApplicable, match=r"max positives per user is 3 \(") as every_owned:
+        fcpo_split(ds, positive_threshold=1.0)  # every owned product a positive: still too few
+    assert every_owned.value.max_positives == 3
+    with pytest.raises(FCPONotApplicable) as library:  # the FCPO job's entry point says the same
+        build_env_data(ds)
+    assert str(library.value) == str(exc.value)
 
 
 def test_popular_items_size_and_ties():
@@ -165,6 +183,8 @@ def test_describe_cli_synthetic_json():
     assert sum(report["attributes"]["gender"].values()) == ds.n_users
     assert report["splits"]["leave_one_out"]["test"] == ds.n_users
     assert report["popular_group"]["items"] == round(0.2 * ds.n_items)
+    fcpo_keys = {"users", "dropped_users", "positive_threshold", "train_positives", "test_positives"}
+    assert set(report["splits"]["fcpo"]) == fcpo_keys  # shape unchanged where the split applies
 
 
 def test_describe_cli_real_ml100k(ml100k_dir):
@@ -194,3 +214,29 @@ def test_describe_cli_errors_are_one_line_exit_2(args, message):
 def test_describe_cli_debug_shows_traceback():
     out = run_cli("describe", "--dataset", "movielens-100k", "--debug")
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_describe_cli_ownership_data_reports_fcpo_not_applicable(tmp_path):
+    folder = write_insurance(tmp_path, ownership_rows(36))
+    out = run_cli("describe", "--dataset", "insurance", "--data-dir", str(folder))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["users"], report["items"], report["interactions"]) == (36, 21, 84)  # 36 * 2 + 12 third products
+    assert report["attributes"]["marital"] == {"U": 12, "S": 12, "M": 12}  # "s" -> S, "W" -> U
+    assert sum(report["attributes"]["sex"].values()) == 36  # "f" kept
+    assert report["splits"]["leave_one_out"]["test"] == 12  # only 3-product owners have >= 3 interactions
+    assert report["popular_group"]["items"] == round(0.2 * 21)
+    fcpo = report["splits"]["fcpo"]
+    assert fcpo["applicable"] is False and fcpo["max_positives_per_user"] == 0
+    assert fcpo["reason"].startswith("no user has >= 7 positives (rating >= 4.0) for a 5-item start state")
+    assert "every rating is 1, as in ownership data" in fcpo["reason"]
+
+
+def test_train_fcpo_cli_refuses_ownership_data_before_writing(tmp_path):
+    folder = write_insurance(tmp_path / "data", ownership_rows())
+    out = tmp_path / "run"
+    assert_one_line_error(
+        ["fairrec_ray.train_fcpo", "--dataset", "insurance", "--data-dir", str(folder), "--output", str(out)],
+        "dataset 'insurance': FCPO does not apply: no user has >= 7 positives (rating >= 4.0)",
+    )
+    assert not out.exists()

@@ -4,6 +4,7 @@ from fairrec_ray.data.registry import DATASETS, load_dataset
 from fairrec_ray.data.schema import RecDataset
 from fairrec_ray.data.splits import (
     NO_ITEM,
+    FCPONotApplicable,
     FCPOSplit,
     LeaveOneOutSplit,
     fcpo_split,
@@ -15,6 +16,7 @@ from fairrec_ray.data.synthetic import SyntheticConfig, generate_synthetic
 __all__ = [
     "DATASETS",
     "NO_ITEM",
+    "FCPONotApplicable",
     "FCPOSplit",
     "LeaveOneOutSplit",
     "RecDataset",

@@ -68,6 +68,17 @@ def leave_one_out(dataset: RecDataset, min_interactions: int = 3) -> LeaveOneOut
     )
 
 
+class FCPONotApplicable(DataError):
+    """No user has enough positives for an FCPO start state plus held-out feedback, e.g. ownership
+    data (every owned product has the same rating, users own 2-3 of 21). ``reason`` is the message
+    without the dataset name, for reports such as ``describe``."""
+
+    def __init__(self, dataset: str, reason: str, max_positives: int) -> None:
+        super().__init__(f"dataset {dataset!r}: FCPO does not apply: {reason}")
+        self.reason = reason
+        self.max_positives = max_positives
+
+
 @dataclass
 class FCPOSplit:
     """FCPO data (reference protocol): per kept user, time-ordered positives; the first
@@ -116,17 +127,31 @@ def fcpo_split(
         tr_pos.append(rest[:n_train])
         te_start.append(seq[n_train : n_start + n_train])
         te_pos.append(rest[n_train:])
+    if not users:  # raised before the "dropped" log so a CLI prints one line
+        raise _not_applicable(dataset, positive_threshold, n_start, int(np.diff(bounds).max(initial=0)))
     n_dropped = dataset.n_users - len(users)
     if n_dropped:
         log.info("fcpo_split: dropped %d users with < %d positives", n_dropped, n_start + 2)
-    if not users:
-        raise DataError(
-            f"dataset {dataset.name!r}: no user has >= {n_start + 2} positives (rating >= {positive_threshold})"
-        )
     return FCPOSplit(
         np.asarray(users, np.int64), np.stack(tr_start), tr_pos, np.stack(te_start), te_pos,
         positive_threshold, n_dropped,
     )  # fmt: skip
+
+
+def _not_applicable(
+    dataset: RecDataset, positive_threshold: float, n_start: int, max_positives: int
+) -> FCPONotApplicable:
+    reason = (
+        f"no user has >= {n_start + 2} positives (rating >= {positive_threshold}) for a {n_start}-item start "
+        f"state plus held-out train and test feedback; max positives per user is {max_positives}"
+    )
+    ratings = dataset.interactions["rating"].to_numpy()
+    max_interactions = int(np.bincount(dataset.interactions["user_idx"].to_numpy()).max(initial=0))
+    # Say why positives are scarce: few interactions per user, and/or ratings carry no preference.
+    notes = [f"max interactions per user: {max_interactions}"]
+    if len(ratings) and ratings.min() == ratings.max():
+        notes.append(f"every rating is {ratings[0]:g}, as in ownership data")
+    return FCPONotApplicable(dataset.name, f"{reason} ({'; '.join(notes)})", max_positives)
 
 
 def popular_items(train_counts: np.ndarray, top_share: float = 0.2) -> np.ndarray:
