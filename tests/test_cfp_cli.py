@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from cli_helpers import assert_one_line_error
 
 
 @pytest.mark.parametrize(
@@ -22,13 +20,6 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     out = tmp_path / "out"
     assert_one_line_error(["fairrec_ray.train_cfp", "--output", str(out), *args], message)
     assert not out.exists()
-
-
-def assert_one_line_error(module_args: list[str], message: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import assert_one_line_error
 from data_fixtures import ownership_rows, small_ml100k_ratings, write_insurance, write_ml100k
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
-from test_cfp_cli import assert_one_line_error
 
 from fairrec_ray.data import (
     NO_ITEM,
