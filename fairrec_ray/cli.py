@@ -13,37 +13,48 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from fairrec_ray.console import quiet_console, quiet_ray
 from fairrec_ray.errors import FairrecError
 
 EXIT_USAGE = 2
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``error: ...``) instead of usage + message."""
+    """argparse, but a usage error is one line (``error: ...``) instead of usage + message; lists
+    the flags every job takes (``run_main`` consumes them before parsing)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action="store_true", help="show every log line (Ray, libraries) on the console")
+        self.add_argument("--debug", action="store_true", help="debug logging; errors with their traceback")
 
     def error(self, message: str) -> NoReturn:
         raise FairrecError(f"{self.prog}: {message}")
 
 
 def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``main(argv)``; a ``FairrecError`` becomes one stderr line and exit 2 (``--debug``
-    re-raises it with the traceback)."""
+    """Run ``main(argv)`` with the console kept to our progress and results (``--verbose``: every
+    log line, Ray's and the libraries' too); a ``FairrecError`` becomes one stderr line and exit 2
+    (``--debug`` re-raises it with the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
-    try:
-        from fairrec_ray.deps import check
-
-        check()  # one line naming an untested transformers/peft/ray, before anything hooks into them
-        code = main([a for a in argv if a != "--debug"])
-    except FairrecError as exc:
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
+    with quiet_console(verbose=verbose or debug):
         if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+            logging.getLogger().setLevel(logging.DEBUG)
+        try:
+            from fairrec_ray.deps import check
+
+            check()  # one line naming an untested transformers/peft/ray, before anything hooks into them
+            code = main(argv)
+        except FairrecError as exc:
+            if debug:
+                raise
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr, flush=True)
+            sys.exit(130)
     sys.exit(code or 0)
 
 
@@ -78,6 +89,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     local Ray. Idempotent: an already-initialised Ray is reused."""
     import ray
 
+    quiet_ray()
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")

@@ -69,6 +69,11 @@ METRICS: dict[str, MetricSpec] = {
     )
 }
 
+# The leave-one-out ranking metrics (P5, CFP, baselines): ``rank_metrics`` in ``p5/evaluate.py``.
+HIT_KS = (1, 3, 5, 10)
+NDCG_KS = (5, 10)
+RANKING_KEYS = tuple(f"hit@{k}" for k in HIT_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS)
+
 _AT_K = re.compile(r"^(?P<base>[a-z_][a-z0-9_]*)(@\d+)?$")
 
 

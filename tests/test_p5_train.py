@@ -30,14 +30,15 @@ def test_config_errors_name_key_value_and_rule():
         P5TrainConfig(dataset="movielens-100k")
 
 
-def test_in_process_run_is_interrupted_after_epoch_1_and_resumes_at_epoch_2(tmp_path, capsys):
+def test_in_process_run_is_interrupted_after_epoch_1_and_resumes_at_epoch_2(tmp_path, caplog):
     cfg = P5TrainConfig(**SMALL, epochs=2, num_workers=0, output=str(tmp_path), crash_after_epoch=1)
     with pytest.raises(InjectedCrash):
         train_p5(cfg)
     assert not (tmp_path / "model").exists()
-    capsys.readouterr()
-    model_dir = train_p5(P5TrainConfig(**SMALL, epochs=2, num_workers=0, output=str(tmp_path)))
-    assert "resumed from epoch 1 checkpoint; starting at epoch 2" in capsys.readouterr().out
+    caplog.clear()
+    with caplog.at_level("INFO", logger="fairrec_ray"):
+        model_dir = train_p5(P5TrainConfig(**SMALL, epochs=2, num_workers=0, output=str(tmp_path)))
+    assert "resumed from the epoch 1 checkpoint; starting at epoch 2" in caplog.text
     results = json.loads((tmp_path / "results.json").read_text())
     assert [m["epoch"] for m in results["history"]] == [1, 2]
     model, tok = load_p5(model_dir)

@@ -19,6 +19,7 @@ from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluat
 from fairrec_ray.cfp.loop import STATE_FILE, build_models, load_state, train_loop_per_worker
 from fairrec_ray.cli import write_json_atomic
 from fairrec_ray.config import config_to_dict
+from fairrec_ray.console import attach_log_file, detach_log_file
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
@@ -63,13 +64,6 @@ def _records(result: Any, local_root: Path | None) -> list[EpochRecord]:
     return records
 
 
-def _attach_log(output: Path) -> logging.Handler:
-    handler = logging.FileHandler(output / LOG_FILE)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
-
-
 def _headline(metrics: dict[str, float]) -> dict[str, float]:
     keys = (PROBE_AUC, PROBE_AUC_OVR, *HIT_KEYS)
     return {k: metrics[k] for k in keys if k in metrics}
@@ -97,7 +91,7 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
     started = time.perf_counter()
     output = Path(config.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
-    handler = _attach_log(output)
+    handler = attach_log_file(output / LOG_FILE)
     try:
         log.info("cfp: output %s", output)
         init_ray(config.address)  # before pre-training, so train_p5 reuses this Ray (no second start)
@@ -156,6 +150,9 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
             "cfp": {"test": final},
             "before": _headline(baseline),
             "after": _headline(final),
+            # what a sweep selects on (the chosen epoch's validation metrics) and reports (test)
+            "final_valid": {k.removeprefix("valid_"): v for k, v in best.metrics.items() if k.startswith("valid_")},
+            "final_test": _headline(final),
             "timing_s": {
                 "backbone": t_backbone,
                 "train": t_train,
@@ -170,5 +167,4 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
         log.info("cfp: done in %.1fs; results in %s", results["timing_s"]["total"], output / RESULTS_FILE)
         return results
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        detach_log_file(handler)

@@ -41,6 +41,7 @@ from fairrec_ray.cfp.evaluate import evaluate_cfp
 from fairrec_ray.cfp.model import CFPModel, build_cfp_model
 from fairrec_ray.cfp.schedule import phase_for
 from fairrec_ray.config import build_config
+from fairrec_ray.console import Progress
 
 log = logging.getLogger(__name__)
 STATE_FILE = "cfp_state.pt"
@@ -121,7 +122,7 @@ def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: C
             torch.nn.utils.clip_grad_norm_(raw_model.prompt_parameters(), config.grad_clip)
             opt_p.step()
             opt_d.zero_grad(set_to_none=True)  # drop the adversarial term's gradient on the discriminator
-            sums["rec_loss"] += float(rec_loss)
+            sums["rec_loss"] += float(rec_loss.detach())
             counts["rec_loss"] += 1
             rep = rep.detach()
         if phase.updates_discriminator:
@@ -135,7 +136,7 @@ def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: C
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            sums["disc_loss"] += float(d_loss)
+            sums["disc_loss"] += float(d_loss.detach())
             sums["disc_acc"] += discriminator_accuracy(logits.detach(), attr)
             counts["disc_loss"] += 1
     elapsed = time.perf_counter() - started
@@ -172,6 +173,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = prepare_model(model)
     disc = prepare_model(disc)
 
+    progress = Progress(f"cfp ({config.attribute})", total=config.epochs, start=start_epoch)
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed + 1000 * epoch, rank)
         batches = data.train_batches(epoch, config.seed, config.batch_size, rank, world, config.samples_per_user)
@@ -184,7 +186,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             if config.eval_every_epoch:
                 metrics.update({f"valid_{k}": v for k, v in evaluate_cfp(raw_model, data, config, "valid").items()})
-            log.info("cfp epoch %d: %s", epoch, _fmt(metrics))
+            progress.update(epoch + 1, **_headline(metrics))
             folder = Path(local_root) / f"epoch_{epoch:04d}" if local_root else Path(tempfile.mkdtemp(prefix="cfp-"))
             folder.mkdir(parents=True, exist_ok=True)
             torch.save(
@@ -203,6 +205,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             ray.train.report(metrics)
 
 
-def _fmt(metrics: dict[str, Any]) -> str:
-    keep = ("rec_loss", "disc_loss", "disc_acc", "valid_probe_auc", "valid_hit@10", "examples_per_s")
-    return " ".join(f"{k}={metrics[k]:.4g}" for k in keep if k in metrics)
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = ("phase", "rec_loss", "disc_loss", "disc_acc", "valid_probe_auc", "valid_hit@10", "examples_per_s")
+    return {k: metrics[k] for k in keep if k in metrics}

@@ -22,14 +22,12 @@ import torch
 from fairrec_ray.data.options import DATA_FIELDS, DataOptions, read_data_spec
 from fairrec_ray.data.splits import LeaveOneOutSplit
 from fairrec_ray.errors import ConfigError
-from fairrec_ray.metrics import hit_at_k, ndcg_at_k
+from fairrec_ray.metrics import HIT_KS, NDCG_KS, RANKING_KEYS, hit_at_k, ndcg_at_k
 from fairrec_ray.p5.candidates import PROTOCOLS, Protocol, candidate_mask, gold_items, rank_of_gold
 from fairrec_ray.p5.examples import Stage, eval_rows
 from fairrec_ray.p5.tokenizer import P5Tokenizer
 
-HIT_KS = (1, 3, 5, 10)
-NDCG_KS = (5, 10)
-RANKING_KEYS = tuple(f"hit@{k}" for k in HIT_KS) + tuple(f"ndcg@{k}" for k in NDCG_KS)
+__all__ = ["RANKING_KEYS", "EvaluateConfig", "evaluate_model", "evaluate_scores", "rank_metrics", "run_evaluate"]
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:

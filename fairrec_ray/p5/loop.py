@@ -11,10 +11,9 @@ validation hit@10 so far), ``trainer_state.pt`` (optimizer, schedule, epoch, his
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,15 @@ import torch.distributed as dist
 from transformers import get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
+from fairrec_ray.console import Progress
 from fairrec_ray.p5.config import P5TrainConfig
 from fairrec_ray.p5.evaluate import rank_metrics
 from fairrec_ray.p5.examples import P5Collator, PromptExample, eval_rows, train_examples
 from fairrec_ray.p5.generate import generate_rankings
 from fairrec_ray.p5.model import P5Model, build_p5, save_p5, unwrap
+from fairrec_ray.train_context import LoopContext
 
+log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 DONE_FILE = "metrics.json"  # written last: a checkpoint folder without it is incomplete
 
@@ -89,13 +91,17 @@ def steps_per_epoch(n_examples: int, world: int, batch_size: int) -> int:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    import ray.train
-    import ray.train.torch
+    """Entry point of a Ray Train worker."""
+    from fairrec_ray.train_context import RayTrainContext
 
+    train_loop(loop_config, RayTrainContext())
+
+
+def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
+    """Train P5 for ``loop_config`` on ``context`` (Ray Train workers or this process)."""
     cfg = P5TrainConfig(**loop_config["config"])
     split, tok = loop_config["split"], loop_config["tokenizer"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = context.rank, context.world
     threads = cfg.torch_threads or max(1, (os.cpu_count() or 1) // max(1, cfg.num_workers))
     torch.set_num_threads(threads)
     hf_logging.disable_progress_bar()
@@ -111,7 +117,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     start_epoch, history, best = 1, [], {"val_hit@10": -1.0, "epoch": 0}
     best_state: dict[str, torch.Tensor] | None = None
-    resume_dir = _resume_dir(loop_config)
+    resume_dir = context.latest_checkpoint()
     state = None
     if resume_dir is not None:
         model.load_state_dict(P5Model.from_pretrained(resume_dir / "model").state_dict())
@@ -119,9 +125,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         if rank == 0:
             best_state = P5Model.from_pretrained(resume_dir / "best_model").state_dict()
-            print(f"[p5] resumed from epoch {state['epoch']} checkpoint; starting at epoch {start_epoch}", flush=True)
+            log.info("p5: resumed from the epoch %d checkpoint; starting at epoch %d", state["epoch"], start_epoch)
 
     if world > 1 or cfg.use_gpu:
+        import ray.train.torch
+
         model = ray.train.torch.prepare_model(model)
     device = next(model.parameters()).device
     optimizer, scheduler = make_optimizer(model, cfg, total_steps)
@@ -134,6 +142,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if cfg.val_users and cfg.val_users < len(val_rows):
         val_rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(val_rows, cfg.val_users, replace=False))
 
+    progress = Progress("p5", total=cfg.epochs, start=start_epoch - 1)
     for epoch in range(start_epoch, cfg.epochs + 1):
         examples = shard(train_examples(split, tok, excfg, cfg.seed, epoch), cfg.seed, epoch, rank, world)
         stats = run_epoch(model, optimizer, scheduler, examples, collate, cfg.batch_size, cfg.grad_clip, device)
@@ -151,17 +160,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             if is_best or best_state is None:
                 best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
-            print(
-                f"[p5] epoch {epoch}/{cfg.epochs} loss {loss:.4f} {metrics['samples_per_s']:.0f} samples/s "
-                f"val({cfg.val_protocol}) hit@1 {val['hit@1']:.4f} hit@5 {val['hit@5']:.4f} "
-                f"hit@10 {val['hit@10']:.4f} ndcg@10 {val['ndcg@10']:.4f} best epoch {best['epoch']}",
-                flush=True,
-            )
+            progress.update(
+                epoch, loss=loss, samples_per_s=round(metrics["samples_per_s"]),
+                **{f"val_{k}": val[k] for k in ("hit@1", "hit@10", "ndcg@10")}, best_epoch=best["epoch"],
+            )  # fmt: skip
         trainer_state = {
             "epoch": epoch, "history": history, "best": best,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         }  # fmt: skip
-        _report(loop_config, rank, metrics, model, best_state, trainer_state, tok)
+        _report(context, metrics, model, best_state, trainer_state, tok)
         if cfg.crash_after_epoch == epoch:
             raise InjectedCrash(f"crash_after_epoch={epoch}: simulated failure after the checkpoint")
 
@@ -189,42 +196,17 @@ def _validate(model, tok, split, cfg: P5TrainConfig, rows: np.ndarray, world: in
     return rank_metrics(ranks)
 
 
-def _resume_dir(loop_config: dict[str, Any]) -> Path | None:
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        return Path(checkpoint.to_directory())
-    root = loop_config.get("local_checkpoint_root")
-    if root is None:
-        return None
-    done = sorted(p for p in Path(root).glob("epoch_*") if (p / DONE_FILE).is_file())
-    return done[-1] if done else None
-
-
-def _report(loop_config, rank, metrics, model, best_state, trainer_state, tok) -> None:
-    import ray.train
-
-    if rank != 0:
-        ray.train.report(metrics)
+def _report(context: LoopContext, metrics, model, best_state, trainer_state, tok) -> None:
+    """Rank 0 writes the checkpoint (latest model, best model, trainer state); every rank reports."""
+    if context.rank != 0:
+        context.report(metrics)
         return
-    local_root = loop_config.get("local_checkpoint_root")
-    if local_root is not None:  # no workers: Ray keeps nothing on disk, so we do (latest only)
-        directory = Path(local_root) / f"epoch_{metrics['epoch']:04d}"
-        directory.mkdir(parents=True, exist_ok=True)
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="p5_ckpt_"))
+    directory = context.new_checkpoint_dir(metrics["epoch"])
     save_p5(model, tok, directory / "model")
     _save_state_dict_as_model(unwrap(model), best_state, tok, directory / "best_model")
     torch.save(trainer_state, directory / STATE_FILE)
     (directory / DONE_FILE).write_text(json.dumps(metrics))
-    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
-    if local_root is not None:
-        for old in Path(local_root).glob("epoch_*"):
-            if old != directory:
-                shutil.rmtree(old, ignore_errors=True)
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
+    context.report(metrics, directory)
 
 
 def _save_state_dict_as_model(model: torch.nn.Module, state: dict[str, torch.Tensor] | None, tok, directory: Path):

@@ -20,19 +20,22 @@ import torch
 
 from fairrec_ray.cli import init_ray, write_json_atomic
 from fairrec_ray.config import config_to_dict
+from fairrec_ray.console import attach_log_file, detach_log_file
 from fairrec_ray.data import LeaveOneOutSplit
 from fairrec_ray.data.options import write_data_spec
 from fairrec_ray.data.schema import RecDataset
 from fairrec_ray.errors import ConfigError, FairrecError
 from fairrec_ray.p5.config import P5TrainConfig
 from fairrec_ray.p5.indexing import item_numbers, user_numbers
-from fairrec_ray.p5.loop import DONE_FILE, STATE_FILE, train_loop_per_worker
+from fairrec_ray.p5.loop import DONE_FILE, STATE_FILE, train_loop, train_loop_per_worker
 from fairrec_ray.p5.model import load_p5
 from fairrec_ray.p5.templates import TEMPLATES
 from fairrec_ray.p5.tokenizer import P5Tokenizer, build_tokenizer
+from fairrec_ray.train_context import LocalContext
 
 log = logging.getLogger(__name__)
 RUN_NAME = "p5"
+LOG_FILE = "train_p5.log"
 
 
 def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSplit) -> tuple[P5Tokenizer, Any]:
@@ -49,11 +52,16 @@ def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSp
 
 def train_p5(cfg: P5TrainConfig) -> Path:
     """Train (or resume) P5 with Ray Train; export the best epoch to ``OUTPUT/model``."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     output = Path(cfg.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
+    handler = attach_log_file(output / LOG_FILE)
+    try:
+        return _train_p5(cfg, output)
+    finally:
+        detach_log_file(handler)
+
+
+def _train_p5(cfg: P5TrainConfig, output: Path) -> Path:
     write_json_atomic(output / "config.json", config_to_dict(cfg))
     dataset, split = cfg.load_split()
     tok, init_state = make_tokenizer(cfg, dataset, split)
@@ -61,11 +69,27 @@ def train_p5(cfg: P5TrainConfig) -> Path:
         "p5: %s, %d users, %d items, vocab %d, preset %s, %d workers",
         dataset.name, len(split), dataset.n_items, tok.vocab_size, cfg.preset, cfg.num_workers,
     )  # fmt: skip
-    if cfg.num_workers > 0:
-        init_ray(cfg.address)
     loop_config: dict[str, Any] = {"config": asdict(cfg), "split": split, "tokenizer": tok, "init_state": init_state}
-    if cfg.num_workers == 0:
-        loop_config["local_checkpoint_root"] = str(output / "ray" / "local")
+    start = time.perf_counter()
+    if cfg.num_workers == 0:  # this process; resumes from its own latest checkpoint
+        context = LocalContext(output / "ray" / "local", keep=1)  # each checkpoint carries best_model/ too
+        train_loop(loop_config, context)
+        latest = context.latest_checkpoint()
+        wall = time.perf_counter() - start
+        if latest is None:
+            raise FairrecError(f"p5: training finished without a checkpoint under {context.root}")
+        return _export(cfg, output, latest, wall)
+    checkpoint = _fit_on_ray(cfg, output, loop_config)
+    wall = time.perf_counter() - start
+    with checkpoint.as_directory() as folder:
+        return _export(cfg, output, Path(folder), wall)
+
+
+def _fit_on_ray(cfg: P5TrainConfig, output: Path, loop_config: dict[str, Any]) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    init_ray(cfg.address)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -77,23 +101,24 @@ def train_p5(cfg: P5TrainConfig) -> Path:
             failure_config=FailureConfig(max_failures=0),
         ),
     )
-    start = time.perf_counter()
     result = trainer.fit()
-    wall = time.perf_counter() - start
-    checkpoint = result.checkpoint
-    if checkpoint is None:
+    if result.checkpoint is None:
         raise FairrecError(f"p5: training finished without a checkpoint under {output / 'ray'}")
-    with checkpoint.as_directory() as ckpt:
-        ckpt = Path(ckpt)
-        metrics = _read_json(ckpt / DONE_FILE)
-        history = _history(ckpt)
-        target = output / "model"
-        tmp = output / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(ckpt / "best_model", tmp)
-        write_data_spec(cfg, tmp)  # evaluation and serving read the data back from the model folder
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+    return result.checkpoint
+
+
+def _export(cfg: P5TrainConfig, output: Path, ckpt: Path, wall: float) -> Path:
+    """Copy the checkpoint's best model to ``OUTPUT/model`` (with its data spec) and write
+    ``OUTPUT/results.json``."""
+    metrics = _read_json(ckpt / DONE_FILE)
+    history = _history(ckpt)
+    target = output / "model"
+    tmp = output / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(ckpt / "best_model", tmp)
+    write_data_spec(cfg, tmp)  # evaluation and serving read the data back from the model folder
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
     best = max(history, key=lambda m: (m["val_hit@10"], -m["epoch"])) if history else metrics
     write_json_atomic(
         output / "results.json",

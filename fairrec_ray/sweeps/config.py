@@ -1,7 +1,5 @@
-"""Ray Tune sweeps over the fairness knobs and the fairness-accuracy Pareto front.
-
-A sweep file (``tune_configs/*.yaml``) names a job, the two objectives and a search space over
-the job's own config fields::
+"""Sweep files: which job, which two objectives, fixed keys and a search space over the job's own
+config fields::
 
     job: fcpo
     accuracy: recall@10          # direction comes from fairrec_ray.metrics.METRICS
@@ -10,30 +8,23 @@ the job's own config fields::
     search:
       alpha: {type: grid, values: [0.1, 0.25, 0.5, 1.0]}
 
-Search keys and base keys are checked against the job's config dataclass before anything runs, so
-a renamed field breaks the sweep loudly instead of being silently ignored.
+Everything is checked before a trial starts: search and base keys against the job's config
+dataclass (a renamed field breaks the sweep loudly), the objectives against the metrics the job
+reports (``jobs.JOBS``), and the space's shape.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import pandas as pd
-
 from fairrec_ray.config import build_config, read_yaml
 from fairrec_ray.errors import ConfigError
-from fairrec_ray.metrics import metric_mode, pareto_front
+from fairrec_ray.metrics import metric_mode
+from fairrec_ray.sweeps.jobs import JOBS
 
-# job name -> (module, config dataclass, function(config dict) -> flat final metrics)
-JOBS: dict[str, tuple[str, str, str]] = {
-    "fcpo": ("fairrec_ray.sweep_trials", "FCPOJobConfig", "run_fcpo_trial"),
-    "cfp": ("fairrec_ray.sweep_trials", "CFPConfig", "run_cfp_trial"),
-}
 SPACE_TYPES = ("grid", "choice", "uniform", "loguniform", "randint")
 
 
@@ -46,8 +37,10 @@ class SweepConfig:
     base: dict[str, Any] = field(default_factory=dict, metadata={"help": "fixed job config keys"})
     searcher: Literal["grid", "optuna"] = "grid"
     num_samples: int = 1
-    max_concurrent_trials: int = 1
-    cpus_per_trial: float = 1.0
+    max_concurrent_trials: int = field(default=1, metadata={"help": "at most this many trials at once (0: no cap)"})
+    scheduler: Literal["fifo", "asha"] = field(
+        default="fifo", metadata={"help": "asha: stop weak trials early (needs per-epoch reports; see jobs.py)"}
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,10 +49,14 @@ class SweepConfig:
                 metric_mode(name)
             except KeyError as exc:
                 raise ConfigError(exc.args[0]) from None
+            if name not in JOBS[self.job].metrics:
+                raise ConfigError(
+                    f"{name!r}: job {self.job!r} does not report it; it reports {', '.join(JOBS[self.job].metrics)}"
+                )
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.max_concurrent_trials < 1:
-            raise ConfigError(f"max_concurrent_trials must be >= 1, got {self.max_concurrent_trials}")
+        if self.max_concurrent_trials < 0:
+            raise ConfigError(f"max_concurrent_trials must be >= 0, got {self.max_concurrent_trials}")
         if not self.search:
             raise ConfigError("search: give at least one field to sweep")
         for key, spec in self.search.items():
@@ -99,12 +96,6 @@ def to_tune_space(search: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {key: build[spec["type"]](spec) for key, spec in search.items()}
 
 
-def job_parts(job: str) -> tuple[type, Any]:
-    module_name, config_name, fn_name = JOBS[job]
-    module = importlib.import_module(module_name)
-    return getattr(module, config_name), getattr(module, fn_name)
-
-
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
@@ -115,46 +106,16 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         else:
             raw[key] = value
     sweep = build_config(SweepConfig, raw, str(path))
-    config_cls, _ = job_parts(sweep.job)
+    config_cls = JOBS[sweep.job].config_class()
     fields = {f.name for f in dataclasses.fields(config_cls)}
     for section in ("search", "base"):
         unknown = sorted(set(getattr(sweep, section)) - fields)
         if unknown:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{path}: {section}.{unknown[0]} is not a field of {config_cls.__name__}; known: {known}")
+    try:  # the fixed part must be a valid job config on its own (search keys are checked per trial)
+        build_config(config_cls, {k: v for k, v in sweep.base.items()}, f"{path}: base")
+    except ConfigError as exc:
+        if not any(key in str(exc) for key in sweep.search):
+            raise
     return sweep
-
-
-def pareto_table(results: pd.DataFrame, accuracy: str, fairness: str) -> pd.DataFrame:
-    """Rows with both objectives, sorted by accuracy, with a boolean ``pareto`` column marking the
-    non-dominated trials (directions from the metric registry)."""
-    missing = [m for m in (accuracy, fairness) if m not in results.columns]
-    if missing:
-        raise ConfigError(f"sweep results lack metric(s) {missing}; the job reports: {', '.join(results.columns)}")
-    table = results.dropna(subset=[accuracy, fairness]).copy()
-    points = table[[accuracy, fairness]].to_numpy(dtype=float)
-    maximize = [metric_mode(accuracy) == "max", metric_mode(fairness) == "max"]
-    table["pareto"] = pareto_front(points, maximize) if len(table) else np.zeros(0, dtype=bool)
-    return table.sort_values(accuracy, ascending=not maximize[0]).reset_index(drop=True)
-
-
-def plot_front(table: pd.DataFrame, accuracy: str, fairness: str, path: Path) -> None:
-    """Scatter of every trial with the Pareto front drawn as a line (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
-    ax.scatter(table[fairness], table[accuracy], c="#9aa5b1", label="trial")
-    front = table[table["pareto"]].sort_values(fairness)
-    ax.plot(front[fairness], front[accuracy], "o-", c="#c0392b", label="Pareto front")
-    ax.set_xlabel(f"{fairness} ({metric_mode(fairness)} is better)")
-    ax.set_ylabel(f"{accuracy} ({metric_mode(accuracy)} is better)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
