@@ -16,7 +16,7 @@ from typing import Any
 
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluate
-from fairrec_ray.cfp.loop import STATE_FILE, build_models, load_state, train_loop_per_worker
+from fairrec_ray.cfp.loop import STATE_FILE, DriverInputs, build_models, load_state, train_loop_per_worker
 from fairrec_ray.cli import write_json_atomic
 from fairrec_ray.config import config_to_dict
 
@@ -92,6 +92,7 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
     from ray.train.torch import TorchTrainer
 
     from fairrec_ray.cfp.backbone import ensure_backbone
+    from fairrec_ray.cfp.data import load_cfp_split
     from fairrec_ray.cli import init_ray
 
     started = time.perf_counter()
@@ -104,20 +105,23 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
         backbone_dir = ensure_backbone(config)
         t_backbone = time.perf_counter() - started
 
+        loaded = load_cfp_split(config)  # the driver is the only process that reads the data
         # The unfair baseline through the same code: prompts built but switched off.
-        model, _, data = build_models(config, str(backbone_dir))
+        model, _, data = build_models(config, str(backbone_dir), loaded=loaded)
         baseline_valid = evaluate(model, data, config, "valid", prompt=False) if config.eval_every_epoch else {}
         baseline = evaluate(model, data, config, "test", prompt=False)
         log.info("cfp: backbone test %s", _headline(baseline))
         del model
 
+        # Workers get the backbone and data from here, not from a path: only `storage` must be shared.
+        inputs = ray.put(DriverInputs.read(backbone_dir, loaded))
         storage = Path(config.storage_path or output / "ray").resolve()
         local_root = storage / RUN_NAME / "local_checkpoints" if config.num_workers == 0 else None
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={
-                "config": config_to_dict(config),
-                "backbone_dir": str(backbone_dir),
+                "config": config,
+                "inputs": inputs,
                 "local_checkpoint_root": str(local_root) if local_root else None,
             },
             scaling_config=ScalingConfig(
@@ -139,7 +143,8 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
         if not records:
             raise RuntimeError("training reported no checkpoint")
         best = choose_best(records, baseline_valid.get("hit@10"), config.hit_bound, config.disc_warmup_epochs)
-        fair, _, data = build_models(config, str(backbone_dir), load_state(best.checkpoint))
+        best_state = load_state(best.checkpoint)
+        fair, _, data = build_models(config, str(backbone_dir), best_state, loaded)
         final = evaluate(fair, data, config, "test", prompt=True)
         meta = {"attribute": config.attribute, "epoch": best.epoch, "backbone": str(backbone_dir)}
         fair.save_prompt(output / PROMPT_DIR, meta)
@@ -161,7 +166,12 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
                 "train": t_train,
                 "total": time.perf_counter() - started,
             },
-            "ray": {"num_workers": config.num_workers, "address": ray.get_runtime_context().gcs_address},
+            "ray": {
+                "num_workers": config.num_workers,
+                "address": ray.get_runtime_context().gcs_address,  # the GCS the driver joined
+                "driver_node_id": ray.get_runtime_context().get_node_id(),
+                "workers": best_state.get("workers", []),  # rank, node_id, node_ip (best epoch's run)
+            },
             "prompt_dir": str(output / PROMPT_DIR),
             "state_file": STATE_FILE,
         }

@@ -14,6 +14,10 @@ Per epoch: losses averaged over workers; rank 0 evaluates (probe AUC + validatio
 a checkpoint (prompt + discriminator + optimisers) and every rank calls ``ray.train.report`` once.
 Resume: ``ray.train.get_checkpoint()`` (a Ray-restored run) or, in local mode (0 workers), the
 newest ``epoch_*`` folder under ``local_checkpoint_root``.
+
+Inputs: workers read nothing from the driver's disk. The driver ships the backbone folder's files,
+the dataset and its split (``DriverInputs``) through Ray's object store and the validated config
+as an object, so on a multi-node cluster only the Train ``storage_path`` must be shared.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import ray.train
 import torch
 from ray.train import Checkpoint
@@ -40,7 +46,7 @@ from fairrec_ray.cfp.discriminator import (
 from fairrec_ray.cfp.evaluate import evaluate
 from fairrec_ray.cfp.model import CFPModel, build_cfp_model
 from fairrec_ray.cfp.schedule import phase_for
-from fairrec_ray.config import build_config
+from fairrec_ray.data import LeaveOneOutSplit, RecDataset
 
 log = logging.getLogger(__name__)
 STATE_FILE = "cfp_state.pt"
@@ -51,12 +57,39 @@ def prompt_state(model: CFPModel) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def build_models(config: CFPConfig, backbone_dir: str, state: dict[str, Any] | None = None):
-    """(CFP model, discriminator, data) for ``config``, restored from ``state`` when given."""
+@dataclass
+class DriverInputs:
+    """What the driver read from its own disk, for the workers (sent through Ray's object store):
+    the backbone folder's files and the loaded dataset and split."""
+
+    backbone_files: dict[str, bytes]  # path relative to the backbone folder -> content
+    dataset: RecDataset
+    split: LeaveOneOutSplit
+
+    @classmethod
+    def read(cls, backbone_dir: Path, loaded: tuple[RecDataset, LeaveOneOutSplit]) -> DriverInputs:
+        files = sorted(p for p in Path(backbone_dir).rglob("*") if p.is_file())
+        return cls({str(p.relative_to(backbone_dir)): p.read_bytes() for p in files}, *loaded)
+
+    def write_backbone(self, folder: Path) -> Path:
+        for name, content in self.backbone_files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+        return folder
+
+
+def build_models(
+    config: CFPConfig,
+    backbone_dir: str,
+    state: dict[str, Any] | None = None,
+    loaded: tuple[RecDataset, LeaveOneOutSplit] | None = None,
+):
+    """(CFP model, discriminator, data) for ``config``, restored from ``state`` when given;
+    ``loaded``: the (dataset, split) when already in memory (else read as ``config`` says)."""
     from fairrec_ray.p5 import load_p5
 
     backbone, tokenizer = load_p5(backbone_dir)
-    data = CFPData.build(config, tokenizer)
+    data = CFPData.build(config, tokenizer, loaded)
     seed_everything(config.seed)  # identical prompt/discriminator init on every rank
     model = build_cfp_model(backbone, config.prompt)
     disc = Discriminator(
@@ -80,6 +113,17 @@ def latest_local_checkpoint(root: str | None) -> Checkpoint | None:
 def load_state(checkpoint: Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+
+
+def worker_placement(rank: int, world: int) -> list[dict[str, Any]]:
+    """Rank, Ray node id and node IP of every worker (one collective, on every rank): saved in the
+    checkpoints so ``results.json`` shows where the run actually ran."""
+    here = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+    if world <= 1 or not torch.distributed.is_initialized():
+        return [here]
+    everyone: list[Any] = [None] * world
+    torch.distributed.all_gather_object(everyone, here)
+    return everyone
 
 
 def _allreduce_mean(values: dict[str, float], world: int) -> dict[str, float]:
@@ -149,8 +193,10 @@ def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: C
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    config = build_config(CFPConfig, loop_config["config"], "train_loop_config")
-    backbone_dir = loop_config["backbone_dir"]
+    # Validated by the driver and unpickled without re-validation: its --backbone/--data-dir paths
+    # need not exist on this node.
+    config: CFPConfig = loop_config["config"]
+    inputs: DriverInputs = ray.get(loop_config["inputs"])
     local_root = loop_config.get("local_checkpoint_root")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -158,7 +204,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     checkpoint = ray.train.get_checkpoint() or latest_local_checkpoint(local_root)
     state = load_state(checkpoint) if checkpoint is not None else None
-    model, disc, data = build_models(config, backbone_dir, state)
+    with tempfile.TemporaryDirectory(prefix="cfp-backbone-") as folder:  # node-local copy, loaded at once
+        backbone_dir = inputs.write_backbone(Path(folder))
+        model, disc, data = build_models(config, str(backbone_dir), state, (inputs.dataset, inputs.split))
+    del inputs  # the backbone's bytes are loaded now
     raw_model, raw_disc = model, disc
     opt_p = torch.optim.AdamW(raw_model.prompt_parameters(), lr=config.prefix_lr, weight_decay=config.weight_decay)
     opt_d = torch.optim.AdamW(raw_disc.parameters(), lr=config.discriminator_lr, weight_decay=config.weight_decay)
@@ -171,6 +220,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             log.info("cfp: resuming after epoch %d", state["epoch"])
     model = prepare_model(model)
     disc = prepare_model(disc)
+    placement = worker_placement(rank, world)
 
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed + 1000 * epoch, rank)
@@ -195,6 +245,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     "opt_prompt": opt_p.state_dict(),
                     "opt_disc": opt_d.state_dict(),
                     "metrics": metrics,
+                    "workers": placement,
                 },
                 folder / STATE_FILE,
             )
