@@ -160,3 +160,33 @@ def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
 def config_to_dict(config: Any) -> dict[str, Any]:
     """JSON-safe dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+RUN_CONFIG_FILE = "run_config.json"
+
+
+def claim_output(output: str | Path, config: Any, ignore: Sequence[str] = ()) -> None:
+    """Record ``config`` as the run in ``output``; re-running in the same folder resumes, so a
+    *different* config there is refused, naming the keys that differ (``ignore``: keys that may
+    change between attempts, such as the Ray address or the worker count)."""
+    path = Path(output) / RUN_CONFIG_FILE
+    current = config_to_dict(config)
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError:
+            raise ConfigError(f"{path}: unreadable; delete the folder to start over") from None
+        differ = sorted(
+            k for k in set(current) | set(previous) if k not in ignore and current.get(k) != previous.get(k)
+        )
+        if differ:
+            shown = ", ".join(f"{k} ({previous.get(k)!r} -> {current.get(k)!r})" for k in differ[:4])
+            more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+            raise ConfigError(
+                f"{output}: holds a run with other settings: {shown}{more}; re-running resumes it, so give another "
+                "--output (or delete this one to start over)"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(current, indent=2) + "\n")
+    tmp.replace(path)

@@ -14,6 +14,7 @@ from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.data import CFPData
 from fairrec_ray.cfp.job import EpochRecord, choose_best, run_cfp
 from fairrec_ray.config import build_config
+from fairrec_ray.errors import ConfigError
 
 # The embedded demo's data (300 users, planted signal 3); its backbone comes from the real pipeline
 # (ensure_backbone -> train_p5, tiny preset, 4 epochs, ~1.5 min on 2 cores): the narrower in-process
@@ -51,6 +52,8 @@ def test_cfp_end_to_end_on_ray_train(backbone, tmp_path):
     assert on_disk["best_epoch"] == results["best_epoch"] >= config.disc_warmup_epochs
     assert [e["epoch"] for e in on_disk["per_epoch"]] == list(range(config.epochs))
     assert all("valid_probe_auc" in e and "valid_hit@10" in e for e in on_disk["per_epoch"])
+    # both ranks held identical prompts and an identical adversary (BatchNorm statistics included)
+    assert all(e["rank_spread"] == 0.0 for e in on_disk["per_epoch"]), [e["rank_spread"] for e in on_disk["per_epoch"]]
     assert (out / "train_cfp.log").is_file()
 
     # the saved prompt restores the fair model: same representation as the job measured
@@ -74,6 +77,9 @@ def test_local_mode_resumes_from_its_checkpoints(backbone, tmp_path):
     # epochs 0-1 come from the first run's checkpoints (identical metrics), only epoch 2 is new
     assert [e["epoch"] for e in second["per_epoch"]] == [0, 1, 2]
     assert second["per_epoch"][1]["rec_loss"] == first["per_epoch"][1]["rec_loss"]
+    # another setting in the same folder is not silently resumed
+    with pytest.raises(ConfigError, match=r"holds a run with other settings: prefix_lr \(0.01 -> 0.5\)"):
+        run_cfp(build_config(CFPConfig, {**common, "epochs": 3, "prefix_lr": 0.5}))
 
 
 def test_best_epoch_rule():

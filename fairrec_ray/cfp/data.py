@@ -49,8 +49,11 @@ class CFPData:
     max_history: int
 
     @classmethod
-    def build(cls, config: CFPConfig, tokenizer: P5Tokenizer) -> CFPData:
-        dataset, split = load_cfp_split(config)
+    def build(
+        cls, config: CFPConfig, tokenizer: P5Tokenizer, loaded: tuple[RecDataset, LeaveOneOutSplit] | None = None
+    ) -> CFPData:
+        """``loaded``: the (dataset, split) already read by the driver (workers get it shipped)."""
+        dataset, split = loaded or load_cfp_split(config)
         labels = dataset.attribute_labels(config.attribute)
         return cls(dataset, split, labels, len(dataset.attributes[config.attribute]), tokenizer, config.max_history)
 

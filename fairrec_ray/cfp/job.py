@@ -16,23 +16,27 @@ from typing import Any
 
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluate_cfp
-from fairrec_ray.cfp.loop import STATE_FILE, build_models, load_state, train_loop_per_worker
+from fairrec_ray.cfp.loop import STATE_FILE, DriverInputs, build_models, load_state, train_loop, train_loop_per_worker
 from fairrec_ray.cli import write_json_atomic
-from fairrec_ray.config import config_to_dict
+from fairrec_ray.config import claim_output, config_to_dict
 from fairrec_ray.console import attach_log_file, detach_log_file
+from fairrec_ray.train_context import LocalContext
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 PROMPT_DIR = "prompt"
 LOG_FILE = "train_cfp.log"
 RUN_NAME = "cfp"
+# May change when a run in the same --output is resumed: where it runs, not what it computes; and
+# `epochs`, so a finished run can be trained on (epochs before it are taken from its checkpoints).
+OPERATIONAL_KEYS = ("address", "num_workers", "cpus_per_worker", "use_gpu", "max_failures", "storage_path", "epochs")
 
 
 @dataclass
 class EpochRecord:
     epoch: int
     metrics: dict[str, Any]
-    checkpoint: Any  # ray.train.Checkpoint
+    state: dict[str, Any]  # the epoch's checkpoint (prompt, discriminator, optimisers, workers)
 
 
 def choose_best(records: list[EpochRecord], backbone_hit10: float | None, hit_bound: float, warmup: int) -> EpochRecord:
@@ -48,19 +52,42 @@ def choose_best(records: list[EpochRecord], backbone_hit10: float | None, hit_bo
     return max(adversarial, key=lambda r: (r.metrics.get("valid_hit@10", 0.0), r.epoch))
 
 
-def _records(result: Any, local_root: Path | None) -> list[EpochRecord]:
-    from ray.train import Checkpoint
+def _record(state: dict[str, Any]) -> EpochRecord:
+    return EpochRecord(state["epoch"], state["metrics"], state)
 
-    if local_root is not None:
-        checkpoints = [Checkpoint.from_directory(str(p)) for p in sorted(local_root.glob("epoch_*"))]
-    else:
-        checkpoints = [c for c, _ in (result.best_checkpoints or [])] or [result.checkpoint]
+
+def _train(config: CFPConfig, loop_config: dict[str, Any], storage: Path) -> list[EpochRecord]:
+    """Run the loop (in this process for ``num_workers=0``, else on Ray Train workers) and return
+    every epoch's checkpoint."""
+    if config.num_workers == 0:
+        context = LocalContext(storage / RUN_NAME / "local_checkpoints")
+        train_loop(loop_config, context)
+        return [_record(load_state(folder)) for folder in context.checkpoints()]
+
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=config.num_workers,
+            use_gpu=config.use_gpu,
+            resources_per_worker={"CPU": config.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+        ),
+    )
+    result = trainer.fit()
+    checkpoints = [c for c, _ in (result.best_checkpoints or [])] or [result.checkpoint]
     records = []
-    for checkpoint in checkpoints:
-        if checkpoint is None:
-            continue
-        state = load_state(checkpoint)
-        records.append(EpochRecord(state["epoch"], state["metrics"], checkpoint))
+    for checkpoint in (c for c in checkpoints if c is not None):
+        with checkpoint.as_directory() as folder:
+            records.append(_record(load_state(folder)))
     return records
 
 
@@ -82,15 +109,14 @@ def format_table(before: dict[str, float], after: dict[str, float], attribute: s
 def run_cfp(config: CFPConfig) -> dict[str, Any]:
     """Run the whole job; returns the ``results.json`` payload."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     from fairrec_ray.cfp.backbone import ensure_backbone
+    from fairrec_ray.cfp.data import load_cfp_split
     from fairrec_ray.cli import init_ray
 
     started = time.perf_counter()
     output = Path(config.output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    claim_output(output, config, ignore=OPERATIONAL_KEYS)
     handler = attach_log_file(output / LOG_FILE)
     try:
         log.info("cfp: output %s", output)
@@ -98,42 +124,26 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
         backbone_dir = ensure_backbone(config)
         t_backbone = time.perf_counter() - started
 
+        loaded = load_cfp_split(config)  # the driver is the only process that reads the data
         # The unfair baseline through the same code: prompts built but switched off.
-        model, _, data = build_models(config, str(backbone_dir))
+        model, _, data = build_models(config, str(backbone_dir), loaded=loaded)
         baseline_valid = evaluate_cfp(model, data, config, "valid", prompt=False) if config.eval_every_epoch else {}
         baseline = evaluate_cfp(model, data, config, "test", prompt=False)
         log.info("cfp: backbone test %s", _headline(baseline))
         del model
 
+        # Workers get the backbone and data from here, not from a path: only `storage` must be shared.
+        inputs = DriverInputs.read(backbone_dir, loaded)
         storage = Path(config.storage_path or output / "ray").resolve()
-        local_root = storage / RUN_NAME / "local_checkpoints" if config.num_workers == 0 else None
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={
-                "config": config_to_dict(config),
-                "backbone_dir": str(backbone_dir),
-                "local_checkpoint_root": str(local_root) if local_root else None,
-            },
-            scaling_config=ScalingConfig(
-                num_workers=config.num_workers,
-                use_gpu=config.use_gpu,
-                resources_per_worker={"CPU": config.cpus_per_worker} if config.num_workers else None,
-            ),
-            run_config=RunConfig(
-                name=RUN_NAME,
-                storage_path=str(storage),
-                failure_config=FailureConfig(max_failures=config.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=None),
-            ),
-        )
+        loop_config = {"config": config, "inputs": ray.put(inputs) if config.num_workers else inputs}
         t_train = time.perf_counter()
-        result = trainer.fit()
+        records = _train(config, loop_config, storage)
         t_train = time.perf_counter() - t_train
-        records = _records(result, local_root)
         if not records:
             raise RuntimeError("training reported no checkpoint")
         best = choose_best(records, baseline_valid.get("hit@10"), config.hit_bound, config.disc_warmup_epochs)
-        fair, _, data = build_models(config, str(backbone_dir), load_state(best.checkpoint))
+        best_state = best.state
+        fair, _, data = build_models(config, str(backbone_dir), best_state, loaded)
         final = evaluate_cfp(fair, data, config, "test", prompt=True)
         meta = {"attribute": config.attribute, "epoch": best.epoch, "backbone": str(backbone_dir)}
         fair.save_prompt(output / PROMPT_DIR, meta)
@@ -158,7 +168,12 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
                 "train": t_train,
                 "total": time.perf_counter() - started,
             },
-            "ray": {"num_workers": config.num_workers, "address": ray.get_runtime_context().gcs_address},
+            "ray": {
+                "num_workers": config.num_workers,
+                "address": ray.get_runtime_context().gcs_address,  # the GCS the driver joined
+                "driver_node_id": ray.get_runtime_context().get_node_id(),
+                "workers": best_state.get("workers", []),  # rank, node_id, node_ip (best epoch's run)
+            },
             "prompt_dir": str(output / PROMPT_DIR),
             "state_file": STATE_FILE,
         }

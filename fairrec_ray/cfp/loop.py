@@ -10,10 +10,15 @@ Per batch, by ``schedule.phase_for``:
 * discriminator step (WARMUP / TOGETHER / DISC): ``L_disc`` on *detached* representations, through
   the DDP-wrapped discriminator (gradients averaged over workers).
 
-Per epoch: losses averaged over workers; rank 0 evaluates (probe AUC + validation hit@k), saves
-a checkpoint (prompt + discriminator + optimisers) and every rank calls ``ray.train.report`` once.
-Resume: ``ray.train.get_checkpoint()`` (a Ray-restored run) or, in local mode (0 workers), the
-newest ``epoch_*`` folder under ``local_checkpoint_root``.
+Per epoch: losses averaged over workers; the discriminator's BatchNorm statistics averaged too, so
+every rank's adversary is the same function in the next prompt step; rank 0 evaluates (probe AUC +
+validation hit@k), saves a checkpoint (prompt + discriminator + optimisers) and every rank reports
+once. The loop runs on a ``LoopContext``: Ray Train workers, or this process (``num_workers=0``);
+it resumes from the context's latest checkpoint.
+
+Inputs: workers read nothing from the driver's disk. The driver ships the backbone folder's files,
+the dataset and its split (``DriverInputs``) through Ray's object store and the validated config
+as an object, so on a multi-node cluster only the Train ``storage_path`` must be shared.
 """
 
 from __future__ import annotations
@@ -21,13 +26,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray.train
+import ray
 import torch
-from ray.train import Checkpoint
-from ray.train.torch import prepare_model
 
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.data import CFPData, seed_everything
@@ -40,8 +44,9 @@ from fairrec_ray.cfp.discriminator import (
 from fairrec_ray.cfp.evaluate import evaluate_cfp
 from fairrec_ray.cfp.model import CFPModel, build_cfp_model
 from fairrec_ray.cfp.schedule import phase_for
-from fairrec_ray.config import build_config
 from fairrec_ray.console import Progress
+from fairrec_ray.data import LeaveOneOutSplit, RecDataset
+from fairrec_ray.train_context import LoopContext
 
 log = logging.getLogger(__name__)
 STATE_FILE = "cfp_state.pt"
@@ -52,12 +57,39 @@ def prompt_state(model: CFPModel) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def build_models(config: CFPConfig, backbone_dir: str, state: dict[str, Any] | None = None):
-    """(CFP model, discriminator, data) for ``config``, restored from ``state`` when given."""
+@dataclass
+class DriverInputs:
+    """What the driver read from its own disk, for the workers (sent through Ray's object store):
+    the backbone folder's files and the loaded dataset and split."""
+
+    backbone_files: dict[str, bytes]  # path relative to the backbone folder -> content
+    dataset: RecDataset
+    split: LeaveOneOutSplit
+
+    @classmethod
+    def read(cls, backbone_dir: Path, loaded: tuple[RecDataset, LeaveOneOutSplit]) -> DriverInputs:
+        files = sorted(p for p in Path(backbone_dir).rglob("*") if p.is_file())
+        return cls({str(p.relative_to(backbone_dir)): p.read_bytes() for p in files}, *loaded)
+
+    def write_backbone(self, folder: Path) -> Path:
+        for name, content in self.backbone_files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+        return folder
+
+
+def build_models(
+    config: CFPConfig,
+    backbone_dir: str,
+    state: dict[str, Any] | None = None,
+    loaded: tuple[RecDataset, LeaveOneOutSplit] | None = None,
+):
+    """(CFP model, discriminator, data) for ``config``, restored from ``state`` when given;
+    ``loaded``: the (dataset, split) when already in memory (else read as ``config`` says)."""
     from fairrec_ray.p5 import load_p5
 
     backbone, tokenizer = load_p5(backbone_dir)
-    data = CFPData.build(config, tokenizer)
+    data = CFPData.build(config, tokenizer, loaded)
     seed_everything(config.seed)  # identical prompt/discriminator init on every rank
     model = build_cfp_model(backbone, config.prompt)
     disc = Discriminator(
@@ -71,16 +103,44 @@ def build_models(config: CFPConfig, backbone_dir: str, state: dict[str, Any] | N
     return model, disc, data
 
 
-def latest_local_checkpoint(root: str | None) -> Checkpoint | None:
-    if not root or not Path(root).is_dir():
-        return None
-    folders = sorted(Path(root).glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]))
-    return Checkpoint.from_directory(str(folders[-1])) if folders else None
+def load_state(folder: str | Path) -> dict[str, Any]:
+    """A checkpoint folder's training state (prompt, discriminator, optimisers, metrics, ...)."""
+    return torch.load(Path(folder) / STATE_FILE, weights_only=False)
 
 
-def load_state(checkpoint: Checkpoint) -> dict[str, Any]:
-    with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+def worker_placement(rank: int, world: int) -> list[dict[str, Any]]:
+    """Rank, Ray node id and node IP of every worker (one collective, on every rank): saved in the
+    checkpoints so ``results.json`` shows where the run actually ran."""
+    if not ray.is_initialized():
+        return [{"rank": rank, "node_id": None, "node_ip": None}]
+    here = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+    if world <= 1 or not torch.distributed.is_initialized():
+        return [here]
+    everyone: list[Any] = [None] * world
+    torch.distributed.all_gather_object(everyone, here)
+    return everyone
+
+
+def sync_buffers(module: torch.nn.Module, world: int) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks: each rank
+    updates them from its own shard, and the prompt step reads them through the unwrapped module."""
+    if world <= 1 or not torch.distributed.is_initialized():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            torch.distributed.all_reduce(buffer)
+            buffer.div_(world)
+
+
+def rank_spread(tensors: list[torch.Tensor], world: int) -> float:
+    """Largest difference of any element of ``tensors`` between ranks (0.0: identical everywhere)."""
+    if world <= 1 or not torch.distributed.is_initialized():
+        return 0.0
+    flat = torch.cat([t.detach().double().reshape(-1) for t in tensors])
+    low, high = flat.clone(), flat.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    return float((high - low).max())
 
 
 def _allreduce_mean(values: dict[str, float], world: int) -> dict[str, float]:
@@ -92,7 +152,9 @@ def _allreduce_mean(values: dict[str, float], world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(keys, tensor.tolist())}
 
 
-def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: CFPConfig, epoch: int) -> dict:
+def run_epoch(
+    model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: CFPConfig, epoch: int, world: int = 1
+) -> dict:
     """One epoch of the alternating schedule over ``batches``; ``model``/``disc`` may be DDP
     wrappers of ``raw_model``/``raw_disc`` (the bare-PyTorch benchmark passes the raw modules).
     Returns this process's mean losses, discriminator accuracy, examples/s and seconds."""
@@ -136,6 +198,7 @@ def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: C
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
+            sync_buffers(raw_disc, world)  # each rank updated BatchNorm stats from its own shard
             sums["disc_loss"] += float(d_loss.detach())
             sums["disc_acc"] += discriminator_accuracy(logits.detach(), attr)
             counts["disc_loss"] += 1
@@ -150,16 +213,28 @@ def run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: C
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    config = build_config(CFPConfig, loop_config["config"], "train_loop_config")
-    backbone_dir = loop_config["backbone_dir"]
-    local_root = loop_config.get("local_checkpoint_root")
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    """Entry point of a Ray Train worker."""
+    from fairrec_ray.train_context import RayTrainContext
+
+    train_loop(loop_config, RayTrainContext())
+
+
+def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
+    """Adversarial prompt training for ``loop_config`` on ``context``."""
+    # Validated by the driver and passed as an object: its --backbone/--data-dir paths need not
+    # exist where this runs; the inputs come through the object store (or directly, in-process).
+    config: CFPConfig = loop_config["config"]
+    inputs = loop_config["inputs"]
+    inputs = ray.get(inputs) if isinstance(inputs, ray.ObjectRef) else inputs
+    rank, world = context.rank, context.world
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
 
-    checkpoint = ray.train.get_checkpoint() or latest_local_checkpoint(local_root)
-    state = load_state(checkpoint) if checkpoint is not None else None
-    model, disc, data = build_models(config, backbone_dir, state)
+    resume = context.latest_checkpoint()
+    state = load_state(resume) if resume is not None else None
+    with tempfile.TemporaryDirectory(prefix="cfp-backbone-") as folder:  # node-local copy, loaded at once
+        backbone_dir = inputs.write_backbone(Path(folder))
+        model, disc, data = build_models(config, str(backbone_dir), state, (inputs.dataset, inputs.split))
+    del inputs  # the backbone's bytes are loaded now
     raw_model, raw_disc = model, disc
     opt_p = torch.optim.AdamW(raw_model.prompt_parameters(), lr=config.prefix_lr, weight_decay=config.weight_decay)
     opt_d = torch.optim.AdamW(raw_disc.parameters(), lr=config.discriminator_lr, weight_decay=config.weight_decay)
@@ -170,39 +245,45 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         start_epoch = state["epoch"] + 1
         if rank == 0:
             log.info("cfp: resuming after epoch %d", state["epoch"])
-    model = prepare_model(model)
-    disc = prepare_model(disc)
+    if world > 1 or config.use_gpu:
+        from ray.train.torch import prepare_model
+
+        model, disc = prepare_model(model), prepare_model(disc)
+    placement = worker_placement(rank, world)
 
     progress = Progress(f"cfp ({config.attribute})", total=config.epochs, start=start_epoch)
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed + 1000 * epoch, rank)
         batches = data.train_batches(epoch, config.seed, config.batch_size, rank, world, config.samples_per_user)
-        metrics = run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config, epoch)
+        metrics = run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config, epoch, world)
         elapsed = metrics["train_seconds"]
         metrics = _allreduce_mean({k: v for k, v in metrics.items() if k != "train_seconds"}, world)
         metrics["examples_per_s"] *= world  # throughput of the whole group
         metrics.update(epoch=epoch, phase="warmup" if epoch < config.disc_warmup_epochs else "adversarial")
         metrics["train_seconds"] = elapsed
-        if rank == 0:
-            if config.eval_every_epoch:
-                metrics.update({f"valid_{k}": v for k, v in evaluate_cfp(raw_model, data, config, "valid").items()})
-            progress.update(epoch + 1, **_headline(metrics))
-            folder = Path(local_root) / f"epoch_{epoch:04d}" if local_root else Path(tempfile.mkdtemp(prefix="cfp-"))
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "epoch": epoch,
-                    "prompt": prompt_state(raw_model),
-                    "discriminator": raw_disc.state_dict(),
-                    "opt_prompt": opt_p.state_dict(),
-                    "opt_disc": opt_d.state_dict(),
-                    "metrics": metrics,
-                },
-                folder / STATE_FILE,
-            )
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(folder)))
-        else:
-            ray.train.report(metrics)
+        # ranks must hold the same prompts and the same adversary (parameters and BatchNorm stats)
+        shared = [*raw_model.prompt_parameters(), *raw_disc.parameters(), *raw_disc.buffers()]
+        metrics["rank_spread"] = rank_spread(shared, world)
+        if rank != 0:
+            context.report(metrics)
+            continue
+        if config.eval_every_epoch:
+            metrics.update({f"valid_{k}": v for k, v in evaluate_cfp(raw_model, data, config, "valid").items()})
+        progress.update(epoch + 1, **_headline(metrics))
+        folder = context.new_checkpoint_dir(epoch)
+        torch.save(
+            {
+                "epoch": epoch,
+                "prompt": prompt_state(raw_model),
+                "discriminator": raw_disc.state_dict(),
+                "opt_prompt": opt_p.state_dict(),
+                "opt_disc": opt_d.state_dict(),
+                "metrics": metrics,
+                "workers": placement,
+            },
+            folder / STATE_FILE,
+        )
+        context.report(metrics, folder)
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fairrec_ray.cli import init_ray, write_json_atomic
-from fairrec_ray.config import config_to_dict
+from fairrec_ray.config import claim_output
 from fairrec_ray.console import attach_log_file, detach_log_file
 from fairrec_ray.data import LeaveOneOutSplit
 from fairrec_ray.data.options import write_data_spec
@@ -36,6 +36,8 @@ from fairrec_ray.train_context import LocalContext
 log = logging.getLogger(__name__)
 RUN_NAME = "p5"
 LOG_FILE = "train_p5.log"
+# May change when a run in the same --output is resumed (where it runs, not what it computes).
+OPERATIONAL_KEYS = ("address", "num_workers", "use_gpu", "torch_threads", "crash_after_epoch")
 
 
 def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSplit) -> tuple[P5Tokenizer, Any]:
@@ -53,7 +55,7 @@ def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSp
 def train_p5(cfg: P5TrainConfig) -> Path:
     """Train (or resume) P5 with Ray Train; export the best epoch to ``OUTPUT/model``."""
     output = Path(cfg.output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    claim_output(output, cfg, ignore=OPERATIONAL_KEYS)
     handler = attach_log_file(output / LOG_FILE)
     try:
         return _train_p5(cfg, output)
@@ -62,7 +64,6 @@ def train_p5(cfg: P5TrainConfig) -> Path:
 
 
 def _train_p5(cfg: P5TrainConfig, output: Path) -> Path:
-    write_json_atomic(output / "config.json", config_to_dict(cfg))
     dataset, split = cfg.load_split()
     tok, init_state = make_tokenizer(cfg, dataset, split)
     log.info(
