@@ -10,7 +10,7 @@
 3. Ablations on one attribute: no Prompt Token Reweighter; discriminator weight 0 (the prompts
    train on L_rec only — the probe AUC must stay high, or the probe/representation is broken).
 4. Throughput of the CFP training step: the Ray Train loop (``examples_per_s`` reported by the
-   workers) vs a bare PyTorch loop running ``loop.run_epoch`` (the same computation) in-process.
+   workers) vs a bare PyTorch loop running ``loop.adversarial_epoch`` (the same computation) in-process.
 
 Target (issue): probe AUC <= 0.55 with hit@10 >= 95 % of the backbone's; the JSON states per
 attribute whether it was met.
@@ -77,10 +77,11 @@ def leak_ceiling(config: CFPConfig, attributes: list[str], folds: int) -> dict:
 
 
 def bare_throughput(config: CFPConfig, backbone: str, epochs: int = 1) -> float:
-    """examples/s of ``run_epoch`` without Ray (one process, raw modules, same batches)."""
+    """examples/s of ``adversarial_epoch`` without Ray (one process, raw modules, same batches)."""
     import torch
 
-    from fairrec_ray.cfp.loop import build_models, run_epoch
+    from fairrec_ray.cfp.loop import adversarial_epoch
+    from fairrec_ray.cfp.state import build_models
 
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
     model, disc, data = build_models(config, backbone)
@@ -89,7 +90,9 @@ def bare_throughput(config: CFPConfig, backbone: str, epochs: int = 1) -> float:
     rates = []
     for epoch in range(config.disc_warmup_epochs, config.disc_warmup_epochs + epochs):  # adversarial epochs
         batches = data.train_batches(epoch, config.seed, config.batch_size, 0, 1, config.samples_per_user)
-        rates.append(run_epoch(model, disc, model, disc, opt_p, opt_d, batches, config, epoch)["examples_per_s"])
+        rates.append(
+            adversarial_epoch(model, disc, model, disc, opt_p, opt_d, batches, config, epoch)["examples_per_s"]
+        )
     return sum(rates) / len(rates)
 
 
@@ -167,7 +170,7 @@ def main() -> int:
         "ray_train_examples_per_s": first["ray_examples_per_s"][-1] if first else None,
         "ray_num_workers": cfg.num_workers,
         "bare_pytorch_examples_per_s": bare_throughput(cfg, backbone),
-        "note": "2 shared cores: Ray's workers split them; bare = one process, same run_epoch",
+        "note": "2 shared cores: Ray's workers split them; bare = one process, same adversarial_epoch",
     }
     report["wall_s"] = time.perf_counter() - started
     print(json.dumps(report, indent=2))

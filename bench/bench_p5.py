@@ -4,7 +4,7 @@ protocols, and quality (hit@k, NDCG@k) of a P5 model vs MostPop vs BPR-MF on the
     python bench/bench_p5.py [--quality-model runs/p5_ml100k/model --data-dir /path/ml-100k]
 
 Prints one JSON object. Training throughput compares the *same* model, batch, thread count and
-examples: the bare loop calls ``run_epoch`` (the function the Ray Train loop runs) in this process;
+examples: the bare loop calls ``train_epoch`` (the function the Ray Train loop runs) in this process;
 the Ray numbers are the loop's own train-phase samples/s (epoch 2, after warm-up), plus the whole
 ``fit()`` wall time. Peak RSS is sampled over this process and all its descendants (the local Ray
 cluster and its workers). On a shared CPU the numbers are noisy: compare within one run.
@@ -31,7 +31,7 @@ from fairrec_ray.p5.baselines import bpr_scores, most_pop_scores  # noqa: E402
 from fairrec_ray.p5.config import P5TrainConfig  # noqa: E402
 from fairrec_ray.p5.evaluate import evaluate_model, evaluate_scores  # noqa: E402
 from fairrec_ray.p5.examples import P5Collator, train_examples  # noqa: E402
-from fairrec_ray.p5.loop import make_optimizer, run_epoch, shard, steps_per_epoch  # noqa: E402
+from fairrec_ray.p5.loop import make_optimizer, shard, steps_per_epoch, train_epoch  # noqa: E402
 from fairrec_ray.p5.model import build_p5, load_p5  # noqa: E402
 from fairrec_ray.p5.train import make_tokenizer, train_p5  # noqa: E402
 
@@ -77,7 +77,7 @@ def bench_training(cfg: P5TrainConfig, out_root: Path) -> dict:
         speeds = []
         for epoch in range(1, cfg.epochs + 1):
             examples = shard(train_examples(split, tok, cfg.example_config(), cfg.seed, epoch), cfg.seed, epoch, 0, 1)
-            stats = run_epoch(model, opt, sched, examples, P5Collator(tok), cfg.batch_size, cfg.grad_clip, "cpu")
+            stats = train_epoch(model, opt, sched, examples, P5Collator(tok), cfg.batch_size, cfg.grad_clip, "cpu")
             speeds.append(stats.samples_per_s)
         return speeds[-1]
 

@@ -10,18 +10,16 @@ mixers' learning rate, ``--discriminator-weight``, …); runs in one process.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
-from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cli import ArgumentParser, run_main
-from fairrec_ray.config import add_config_arguments, resolve_config
-from fairrec_ray.errors import ConfigError
 
 
 def build_parser() -> ArgumentParser:
+    from fairrec_ray.cfp.config import CFPConfig
+    from fairrec_ray.config import add_config_arguments
+
     parser = ArgumentParser(
         prog="python -m fairrec_ray.train_cfp_mixture",
         description="Prompt Mixture over per-attribute CFP prompts (any subset of attributes at inference).",
@@ -33,23 +31,12 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def parse_prompts(pairs: Sequence[str]) -> dict[str, str]:
-    prompts: dict[str, str] = {}
-    for pair in pairs:
-        attribute, sep, folder = pair.partition("=")
-        if not sep or not attribute or not folder:
-            raise ConfigError(f"--prompts: got {pair!r}; expected ATTRIBUTE=DIR")
-        if attribute in prompts:
-            raise ConfigError(f"--prompts: attribute {attribute!r} given twice")
-        if not (Path(folder) / "encoder_prefix_config.json").is_file():
-            raise ConfigError(f"--prompts: {folder} is not a CFP prompt folder (no encoder_prefix_config.json)")
-        prompts[attribute] = folder
-    if len(prompts) < 2:
-        raise ConfigError(f"--prompts: a mixture needs >= 2 attribute prompts, got {len(prompts)}")
-    return prompts
-
-
 def main(argv: Sequence[str]) -> int:
+    from fairrec_ray.cfp.config import CFPConfig
+    from fairrec_ray.cfp.mixture_job import parse_prompts
+    from fairrec_ray.config import resolve_config
+    from fairrec_ray.errors import ConfigError
+
     args = build_parser().parse_args(argv)
     prompts = parse_prompts(args.prompts)
     config = resolve_config(CFPConfig, args)
@@ -62,7 +49,6 @@ def main(argv: Sequence[str]) -> int:
     for attribute in prompts:
         dataset.attribute_labels(attribute)  # unknown attribute: one clear line before any work
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from fairrec_ray.cfp.mixture_job import train_mixture
 
     results = train_mixture(config, prompts, config.output)

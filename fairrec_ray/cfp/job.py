@@ -16,7 +16,8 @@ from typing import Any
 
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluate_cfp
-from fairrec_ray.cfp.loop import STATE_FILE, DriverInputs, build_models, load_state, train_loop, train_loop_per_worker
+from fairrec_ray.cfp.loop import train_loop, train_loop_per_worker
+from fairrec_ray.cfp.state import STATE_FILE, DriverInputs, build_models, load_state
 from fairrec_ray.cli import write_json_atomic
 from fairrec_ray.config import claim_output, config_to_dict
 from fairrec_ray.console import attach_log_file, detach_log_file

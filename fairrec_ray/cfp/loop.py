@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,78 +33,19 @@ import ray
 import torch
 
 from fairrec_ray.cfp.config import CFPConfig
-from fairrec_ray.cfp.data import CFPData, seed_everything
+from fairrec_ray.cfp.data import seed_everything
 from fairrec_ray.cfp.discriminator import (
-    Discriminator,
     adversary_loss,
     discriminator_accuracy,
     discriminator_loss,
 )
 from fairrec_ray.cfp.evaluate import evaluate_cfp
-from fairrec_ray.cfp.model import CFPModel, build_cfp_model
 from fairrec_ray.cfp.schedule import phase_for
+from fairrec_ray.cfp.state import STATE_FILE, build_models, load_state, prompt_state
 from fairrec_ray.console import Progress
-from fairrec_ray.data import LeaveOneOutSplit, RecDataset
 from fairrec_ray.train_context import LoopContext
 
 log = logging.getLogger(__name__)
-STATE_FILE = "cfp_state.pt"
-
-
-def prompt_state(model: CFPModel) -> dict[str, torch.Tensor]:
-    """Only what CFP trains (the backbone is saved once, elsewhere)."""
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-@dataclass
-class DriverInputs:
-    """What the driver read from its own disk, for the workers (sent through Ray's object store):
-    the backbone folder's files and the loaded dataset and split."""
-
-    backbone_files: dict[str, bytes]  # path relative to the backbone folder -> content
-    dataset: RecDataset
-    split: LeaveOneOutSplit
-
-    @classmethod
-    def read(cls, backbone_dir: Path, loaded: tuple[RecDataset, LeaveOneOutSplit]) -> DriverInputs:
-        files = sorted(p for p in Path(backbone_dir).rglob("*") if p.is_file())
-        return cls({str(p.relative_to(backbone_dir)): p.read_bytes() for p in files}, *loaded)
-
-    def write_backbone(self, folder: Path) -> Path:
-        for name, content in self.backbone_files.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(content)
-        return folder
-
-
-def build_models(
-    config: CFPConfig,
-    backbone_dir: str,
-    state: dict[str, Any] | None = None,
-    loaded: tuple[RecDataset, LeaveOneOutSplit] | None = None,
-):
-    """(CFP model, discriminator, data) for ``config``, restored from ``state`` when given;
-    ``loaded``: the (dataset, split) when already in memory (else read as ``config`` says)."""
-    from fairrec_ray.p5 import load_p5
-
-    backbone, tokenizer = load_p5(backbone_dir)
-    data = CFPData.build(config, tokenizer, loaded)
-    seed_everything(config.seed)  # identical prompt/discriminator init on every rank
-    model = build_cfp_model(backbone, config.prompt)
-    disc = Discriminator(
-        backbone.config.d_model, data.n_classes, config.discriminator_hidden, config.discriminator_layers
-    )
-    if state is not None:
-        missing = model.load_state_dict(state["prompt"], strict=False)
-        if missing.unexpected_keys:
-            raise ValueError(f"checkpoint holds unknown prompt keys {missing.unexpected_keys[:3]}")
-        disc.load_state_dict(state["discriminator"])
-    return model, disc, data
-
-
-def load_state(folder: str | Path) -> dict[str, Any]:
-    """A checkpoint folder's training state (prompt, discriminator, optimisers, metrics, ...)."""
-    return torch.load(Path(folder) / STATE_FILE, weights_only=False)
 
 
 def worker_placement(rank: int, world: int) -> list[dict[str, Any]]:
@@ -152,7 +92,7 @@ def _allreduce_mean(values: dict[str, float], world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(keys, tensor.tolist())}
 
 
-def run_epoch(
+def adversarial_epoch(
     model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config: CFPConfig, epoch: int, world: int = 1
 ) -> dict:
     """One epoch of the alternating schedule over ``batches``; ``model``/``disc`` may be DDP
@@ -255,7 +195,7 @@ def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
     for epoch in range(start_epoch, config.epochs):
         seed_everything(config.seed + 1000 * epoch, rank)
         batches = data.train_batches(epoch, config.seed, config.batch_size, rank, world, config.samples_per_user)
-        metrics = run_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config, epoch, world)
+        metrics = adversarial_epoch(model, disc, raw_model, raw_disc, opt_p, opt_d, batches, config, epoch, world)
         elapsed = metrics["train_seconds"]
         metrics = _allreduce_mean({k: v for k, v in metrics.items() if k != "train_seconds"}, world)
         metrics["examples_per_s"] *= world  # throughput of the whole group

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,28 @@ from fairrec_ray.cfp.evaluate import cfp_ranking, fairness_metrics
 from fairrec_ray.cfp.mixture import MixtureModel, build_mixture_model
 from fairrec_ray.cli import write_json_atomic
 from fairrec_ray.config import config_to_dict
+from fairrec_ray.console import Progress, attach_log_file, detach_log_file
 from fairrec_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
+LOG_FILE = "train_cfp_mixture.log"
+
+
+def parse_prompts(pairs: Sequence[str]) -> dict[str, str]:
+    prompts: dict[str, str] = {}
+    for pair in pairs:
+        attribute, sep, folder = pair.partition("=")
+        if not sep or not attribute or not folder:
+            raise ConfigError(f"--prompts: got {pair!r}; expected ATTRIBUTE=DIR")
+        if attribute in prompts:
+            raise ConfigError(f"--prompts: attribute {attribute!r} given twice")
+        if not (Path(folder) / "encoder_prefix_config.json").is_file():
+            raise ConfigError(f"--prompts: {folder} is not a CFP prompt folder (no encoder_prefix_config.json)")
+        prompts[attribute] = folder
+    if len(prompts) < 2:
+        raise ConfigError(f"--prompts: a mixture needs >= 2 attribute prompts, got {len(prompts)}")
+    return prompts
 
 
 def all_subsets(attributes: list[str]) -> list[tuple[str, ...]]:
@@ -40,6 +59,14 @@ def all_subsets(attributes: list[str]) -> list[tuple[str, ...]]:
 def train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: str | Path) -> dict[str, Any]:
     """Train the mixers, evaluate every subset on the test split, write ``OUTPUT/results.json``
     and ``OUTPUT/mixture/`` (mixer weights + the prompt folders they mix). Returns the results."""
+    handler = attach_log_file(Path(output) / LOG_FILE)
+    try:
+        return _train_mixture(config, prompt_dirs, Path(output))
+    finally:
+        detach_log_file(handler)
+
+
+def _train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: Path) -> dict[str, Any]:
     from fairrec_ray.p5 import load_p5
 
     if config.backbone is None:
@@ -61,6 +88,7 @@ def train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: str | 
     subsets = all_subsets(attributes)
     rng = np.random.default_rng(config.seed)
     history = []
+    progress = Progress("prompt mixture", total=config.epochs)
     for epoch in range(config.epochs):
         sums, steps = {"rec_loss": 0.0, "disc_loss": 0.0}, 0
         batches = base.train_batches(epoch, config.seed, config.batch_size, 0, 1, config.samples_per_user)
@@ -100,7 +128,7 @@ def train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: str | 
             steps += 1
         record = {"epoch": epoch, **{k: v / max(1, steps) for k, v in sums.items()}}
         history.append(record)
-        log.info("mixture epoch %d: %s", epoch, record)
+        progress.update(epoch + 1, **{k: v for k, v in record.items() if k != "epoch"})
 
     results: dict[str, Any] = {
         "config": config_to_dict(config),
@@ -109,7 +137,6 @@ def train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: str | 
         "backbone": evaluate_backbone(model, data, config),
         "subsets": evaluate_subsets(model, data, config, subsets),
     }
-    output = Path(output)
     model.save_mixers(output / "mixture")
     write_json_atomic(output / "mixture" / "mixture.json", {"attributes": attributes, "prompts": results["prompts"]})
     results["seconds"] = time.perf_counter() - started

@@ -59,7 +59,9 @@ def shard(examples: list[PromptExample], seed: int, epoch: int, rank: int, world
     return [examples[i] for i in order[rank::world][:per_rank]]
 
 
-def run_epoch(model, optimizer, scheduler, examples, collate, batch_size: int, grad_clip: float, device) -> EpochStats:
+def train_epoch(
+    model, optimizer, scheduler, examples, collate, batch_size: int, grad_clip: float, device
+) -> EpochStats:
     """One pass over ``examples`` (already this rank's shard, in order). Returns local stats."""
     model.train()
     total, n, start = 0.0, 0, time.perf_counter()
@@ -145,7 +147,7 @@ def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
     progress = Progress("p5", total=cfg.epochs, start=start_epoch - 1)
     for epoch in range(start_epoch, cfg.epochs + 1):
         examples = shard(train_examples(split, tok, excfg, cfg.seed, epoch), cfg.seed, epoch, rank, world)
-        stats = run_epoch(model, optimizer, scheduler, examples, collate, cfg.batch_size, cfg.grad_clip, device)
+        stats = train_epoch(model, optimizer, scheduler, examples, collate, cfg.batch_size, cfg.grad_clip, device)
         loss, samples, seconds = _reduce(stats, world, device)
         val = _validate(unwrap(model), tok, split, cfg, val_rows[rank::world], world)
         metrics = {
