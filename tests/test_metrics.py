@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
-from sklearn.metrics import roc_auc_score
 
 from fairrec_ray.metrics import (
     METRICS,
@@ -111,21 +110,26 @@ def test_violation_rate() -> None:
     assert_allclose(violation_rate([1.0, 2.0, 3.0, 2.0], limit=2.0), 0.25)
 
 
-def test_roc_auc_matches_sklearn() -> None:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 200)
-    s = rng.random(200) + 0.3 * y
-    assert_allclose(roc_auc(y, s)["auc"], roc_auc_score(y, s))
-    assert_allclose(roc_auc(y, np.stack([1 - s, s], 1))["auc"], roc_auc_score(y, s))
-    y3 = rng.integers(0, 4, 300)
-    logits = rng.normal(size=(300, 4)) + np.eye(4)[y3]
-    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+def test_roc_auc_on_hand_counted_pairs() -> None:
+    # binary: AUC = P(score of a positive > score of a negative), ties count 1/2.
+    # positives {0.35, 0.8, 0.4} vs negatives {0.1, 0.4}: 1 + 0 + 2 + 1 + 0.5 = 4.5 of 6 pairs
+    y = np.array([0, 0, 1, 1, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.4])
+    assert_allclose(roc_auc(y, s)["auc"], 4.5 / 6)
+    assert_allclose(roc_auc(y, np.stack([1 - s, s], 1))["auc"], 4.5 / 6)
+    # 3 classes, 2 users each. One-vs-one (Hand & Till): per pair (j, k), the mean of A(j|k) and
+    # A(k|j), A(j|k) = share of (j-user, k-user) pairs where the j-user's p_j is higher:
+    # (0,1): 3/4 and 3/4; (0,2): 2.5/4 and 4/4; (1,2): 4/4 and 4/4.
+    y3 = np.array([0, 0, 1, 1, 2, 2])
+    p = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.3, 0.4, 0.3],
+                  [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.1, 0.4]])  # fmt: skip
     out = roc_auc(y3, p)
-    assert_allclose(out["auc_ovo"], roc_auc_score(y3, p, multi_class="ovo", average="macro"))
-    assert_allclose(out["auc_ovr"], roc_auc_score(y3, p, multi_class="ovr", average="macro"))
-    assert out["auc"] == out["auc_ovo"] and out["auc"] > 0.5
+    assert_allclose(out["auc_ovo"], (0.75 + (0.625 + 1.0) / 2 + 1.0) / 3)
+    # one-vs-rest: class 0 -> 5.5/8 (one tie), class 1 -> 7/8, class 2 -> 8/8
+    assert_allclose(out["auc_ovr"], (5.5 / 8 + 7 / 8 + 1.0) / 3)
+    assert out["auc"] == out["auc_ovo"]
     with pytest.raises(ValueError, match="apply softmax"):
-        roc_auc(y3, logits)
+        roc_auc(y3, np.log(p))  # logits, not probabilities
 
 
 def test_pareto_front_hand_example() -> None:
