@@ -5,8 +5,8 @@ the generator's attribute -> taste signal raised to 3 (at the generator's defaul
 backbone's user representation leaked only ~0.6-0.67 gender AUC; at 3 it leaks ~0.78-0.84), the
 tiny P5 preset pre-trained for 4 epochs on the same data and cached, 2 Ray Train workers on CPU,
 4 CFP epochs (1 discriminator warm-up) at prefix lr 1e-2, λ = 10 with the paper's ``negative``
-adversarial term (measured better than ``uniform`` here, see ``discriminator.adversary_loss``):
-~3.5 min on 2 shared cores including pre-training. Paper-scale settings (ML-1M, prefix 10,
+adversarial term (measured better than ``uniform`` here, see ``discriminator.adversary_loss``);
+its run time is in the README's Quick start. Paper-scale settings (ML-1M, prefix 10,
 20 epochs, λ = 100 for age / 10 for occupation, lr 1e-4) are set through YAML or ``key=value``.
 """
 
