@@ -30,14 +30,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from reference_fcpo_loop import ReferenceAgent, reference_iteration  # noqa: E402
 
-from fairrec_ray.data import load_dataset  # noqa: E402
 from fairrec_ray.fcpo import keys  # noqa: E402
 from fairrec_ray.fcpo.cpo import cost_limit_from_alpha  # noqa: E402
 from fairrec_ray.fcpo.embeddings import binary_matrix, cached_factorize  # noqa: E402
 from fairrec_ray.fcpo.env import RecVectorEnv  # noqa: E402
-from fairrec_ray.fcpo.env_data import build_env_data  # noqa: E402
-from fairrec_ray.fcpo.evaluation import algo_policy, evaluate_policy, static_rollout, summarize  # noqa: E402
-from fairrec_ray.train_fcpo import FCPOJobConfig, build_config  # noqa: E402
+from fairrec_ray.fcpo.evaluation import fixed_score_rollout, learner_policy, policy_metrics, rollout_metrics  # noqa: E402
+from fairrec_ray.fcpo.job import FCPOJobConfig, build_job_env_data, to_algorithm_config  # noqa: E402
 
 ALPHAS = (None, 1.0, 0.5, 0.25, 0.1)
 AT = (10, 100)
@@ -71,14 +69,14 @@ def baselines(data, job: FCPOJobConfig) -> dict:
     mf = users @ items.T
     out = {}
     for name, scores, share in (("MostPop", most_pop, None), ("MF", mf, None)):
-        out[name] = summarize(
-            static_rollout(data, scores, job.top_k, job.horizon, share, job.gamma_c), data, np.inf, AT
+        out[name] = rollout_metrics(
+            fixed_score_rollout(data, scores, job.top_k, job.horizon, share, job.gamma_c), data, np.inf, AT
         )
     for alpha in ALPHAS[1:]:
         share = alpha / (1 + alpha)
         d = cost_limit_from_alpha(alpha, job.top_k, job.horizon, job.gamma_c)
-        roll = static_rollout(data, mf, job.top_k, job.horizon, share, job.gamma_c)
-        out[f"MF-rerank alpha={alpha}"] = summarize(roll, data, d, AT)
+        roll = fixed_score_rollout(data, mf, job.top_k, job.horizon, share, job.gamma_c)
+        out[f"MF-rerank alpha={alpha}"] = rollout_metrics(roll, data, d, AT)
     return out
 
 
@@ -86,7 +84,7 @@ def quality(data, job: FCPOJobConfig, iterations: int, alphas=ALPHAS, out: dict 
     out = {} if out is None else out
     for alpha in alphas:
         job_a = FCPOJobConfig(**{**job.__dict__, "alpha": alpha})
-        config = build_config(job_a, data)
+        config = to_algorithm_config(job_a, data)
         algo = config.build_algo()
         history = []
         start = time.perf_counter()
@@ -94,8 +92,8 @@ def quality(data, job: FCPOJobConfig, iterations: int, alphas=ALPHAS, out: dict 
             for _ in range(iterations):
                 r = algo.train()
                 history.append((r[keys.EPISODE_REWARD_MEAN], r[keys.EPISODE_COST_DISCOUNTED]))
-            metrics = evaluate_policy(
-                data, algo_policy(algo), job.top_k, job.horizon, config.cost_limit, job.gamma_c, AT
+            metrics = policy_metrics(
+                data, learner_policy(algo), job.top_k, job.horizon, config.cost_limit, job.gamma_c, AT
             )
         finally:
             algo.stop()
@@ -116,7 +114,7 @@ def quality(data, job: FCPOJobConfig, iterations: int, alphas=ALPHAS, out: dict 
 def throughput(data, job: FCPOJobConfig, iterations: int = 4) -> dict:
     out: dict = {}
     for runners in (0, 1, 2):
-        algo = build_config(
+        algo = to_algorithm_config(
             FCPOJobConfig(**{**job.__dict__, "num_env_runners": runners, "alpha": 0.5}), data
         ).build_algo()
         try:
@@ -167,8 +165,7 @@ def main() -> None:
 
     fields = {"dataset": "movielens-100k", "data_dir": args.data_dir, "max_kl": args.max_kl, "emb_dim": args.emb_dim}
     job = build_job_config(FCPOJobConfig, {**fields, **parse_overrides(args.overrides)}, "bench_fcpo")
-    dataset = load_dataset("movielens-100k", data_dir=args.data_dir)
-    data = build_env_data(dataset, emb_dim=job.emb_dim, seed=job.seed, exposure_feature=job.exposure_feature)
+    data = build_job_env_data(job)
     report: dict = {
         "dataset": "movielens-100k",
         "n_users": data.n_users,

@@ -17,7 +17,6 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from fairrec_ray.fcpo.cpo import (
-    CPOCase,
     backtracking_line_search,
     center,
     conjugate_gradient,
@@ -136,7 +135,7 @@ def reference_iteration(
         return float(r), float(co), float(kl)
 
     result = backtracking_line_search(
-        theta0, step.x, evaluate, max_kl, c, recovery=step.case == CPOCase.INFEASIBLE_RECOVERY,
+        theta0, step.x, evaluate, max_kl, c,
         baseline=(float(reward_s.detach()), float(cost_s.detach())),
     )  # fmt: skip
     with torch.no_grad():

@@ -12,7 +12,7 @@ from fcpo_fixtures import planted_env_data
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.fcpo import keys
 from fairrec_ray.fcpo.env import INFO_COST, RecVectorEnv, check_env_sizes
-from fairrec_ray.fcpo.evaluation import evaluate_policy
+from fairrec_ray.fcpo.evaluation import policy_metrics
 from fairrec_ray.fcpo.surrogates import gaussian_kl, gaussian_log_prob
 
 
@@ -80,7 +80,7 @@ def test_recall_denominator_counts_positives_before_rollout():
     def policy(obs: np.ndarray) -> np.ndarray:
         return np.tile(np.array([[1.0, 1.0, 0.0, 0.0]], np.float32), (len(obs), 1))
 
-    metrics = evaluate_policy(data, policy, top_k=6, horizon=3, at=(6, 18))
+    metrics = policy_metrics(data, policy, top_k=6, horizon=3, at=(6, 18))
     # 18 positives before the rollout; the 18 recommended items are exactly them.
     assert metrics["recall@18"] == pytest.approx(1.0)
     assert metrics["precision@6"] == pytest.approx(1.0)
@@ -97,14 +97,14 @@ def test_bad_env_sizes_raise_clear_errors():
 
 @pytest.mark.parametrize("alpha", [0, -0.5, math.nan, math.inf])
 def test_bad_alpha_raises(alpha):
-    from fairrec_ray.fcpo.config import FCPOConfig
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
 
     with pytest.raises(ConfigError, match=r"alpha: got .*expected a finite number > 0"):
         FCPOConfig().training(alpha=alpha)
 
 
 def test_config_rejects_k_larger_than_items_and_derives_limit():
-    from fairrec_ray.fcpo.config import FCPOConfig
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
 
     data = planted_env_data(n_users=8)
     with pytest.raises(ConfigError, match=r"top_k=61 > number of items 60"):
@@ -116,11 +116,11 @@ def test_config_rejects_k_larger_than_items_and_derives_limit():
         FCPOConfig().recommendation(data=data, top_k=4, horizon=3).learners(num_learners=2).validate()
 
 
-def test_cost_connectors_shift_infos_and_only_centre():
+def test_cost_connector_shifts_infos():
     from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate
     from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
-    from fairrec_ray.fcpo.connectors import AddCostsFromInfos, CostAdvantageEstimation
+    from fairrec_ray.fcpo.connectors import AddCostsFromInfos
 
     costs = [3.0, 1.0, 2.0]
     episode = SingleAgentEpisode(
@@ -140,23 +140,26 @@ def test_cost_connectors_shift_infos_and_only_centre():
     np.testing.assert_allclose(column, [3.0, 1.0, 2.0, 0.0])  # cost of step t from infos[t + 1]
     np.testing.assert_allclose(discount, [1.0, 0.5, 0.25, 0.0])
 
-    class ZeroCostCritic:
-        def compute_cost_values(self, batch):
-            return torch.zeros(len(batch[keys.COSTS]))
 
-    module_batch = {
-        keys.COSTS: torch.tensor(column),
-        "terminateds": torch.tensor([0.0, 0.0, 1.0, 0.0]),
-        "truncateds": torch.zeros(4),
-        "loss_mask": torch.tensor([True, True, True, False]),
-    }
-    out = CostAdvantageEstimation(gamma=1.0, lambda_=1.0)(
-        rl_module={"p": ZeroCostCritic()}, batch={"p": module_batch}, episodes=[]
-    )
-    adv = out["p"][keys.COST_ADVANTAGES].numpy()
-    cost_to_go = np.array([6.0, 3.0, 2.0])
-    np.testing.assert_allclose(adv[:3], cost_to_go - cost_to_go.mean(), atol=1e-6)  # centred, not rescaled
-    np.testing.assert_allclose(out["p"][keys.COST_VALUE_TARGETS].numpy()[:3], cost_to_go)
+def test_advantages_reward_standardised_cost_only_centred():
+    from fairrec_ray.fcpo.advantages import estimate_advantages
+
+    # two 3-step episodes, zero critics, gamma = lambda = 1: advantages are the returns-to-go
+    rewards = np.array([1.0, 0.0, 2.0, 0.0, 1.0, 1.0])
+    costs = np.array([3.0, 1.0, 2.0, 1.0, 1.0, 0.0])
+    ends = np.array([0, 0, 1, 0, 0, 1], bool)
+    zeros = np.zeros(6)
+    adv = estimate_advantages(rewards, costs, zeros, zeros, ends, gamma_r=1.0, gamma_c=1.0, lam=1.0)
+    reward_to_go = np.array([3.0, 2.0, 2.0, 2.0, 2.0, 1.0])
+    cost_to_go = np.array([6.0, 3.0, 2.0, 2.0, 1.0, 0.0])
+    np.testing.assert_allclose(adv.reward, (reward_to_go - reward_to_go.mean()) / reward_to_go.std(), rtol=1e-6)
+    np.testing.assert_allclose(adv.cost, cost_to_go - cost_to_go.mean(), atol=1e-6)  # centred, not rescaled
+    np.testing.assert_allclose(adv.cost_targets, cost_to_go)
+    # ragged episodes (3 + 2 + 1 rows) give each episode's own returns, never crossing a boundary
+    ragged = np.array([0, 0, 1, 0, 1, 1], bool)
+    out = estimate_advantages(rewards, costs, zeros, zeros, ragged, gamma_r=1.0, gamma_c=1.0, lam=1.0)
+    np.testing.assert_allclose(out.cost_targets, [6.0, 3.0, 2.0, 2.0, 1.0, 0.0])
+    np.testing.assert_allclose(out.reward_targets, [3.0, 2.0, 2.0, 1.0, 1.0, 1.0])
 
 
 def test_gaussian_helpers_match_torch_distributions():
@@ -200,7 +203,7 @@ def test_exposure_coordinate_shifts_every_popular_items_score():
 
 
 def test_negative_exposure_feature_is_refused():
-    from fairrec_ray.train_fcpo import FCPOJobConfig
+    from fairrec_ray.fcpo.job import FCPOJobConfig
 
     with pytest.raises(ConfigError, match=r"exposure_feature: got -1.0; expected >= 0"):
         FCPOJobConfig(exposure_feature=-1.0)
@@ -225,41 +228,40 @@ def test_columnar_rollout_becomes_the_learner_batch_episode_by_episode():
     from ray.rllib.core.columns import Columns
     from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
-    from fairrec_ray.fcpo.env_runner import ACTIONS, COSTS, OBS, REWARDS, episode_stats, train_batch_columns
+    from fairrec_ray.fcpo.advantages import episode_length, gae_targets
+    from fairrec_ray.fcpo.env_runner import episode_stats, train_batch_columns
 
     users, horizon = 3, 4
     rng = np.random.default_rng(0)
     cols = {
-        OBS: rng.normal(size=(users, horizon, 5)).astype(np.float32),
-        ACTIONS: rng.normal(size=(users, horizon, 2)).astype(np.float32),
-        REWARDS: rng.integers(0, 3, size=(users, horizon)).astype(np.float32),
-        COSTS: rng.integers(0, 4, size=(users, horizon)).astype(np.float32),
+        Columns.OBS: rng.normal(size=(users, horizon, 5)).astype(np.float32),
+        Columns.ACTIONS: rng.normal(size=(users, horizon, 2)).astype(np.float32),
+        Columns.REWARDS: rng.integers(0, 3, size=(users, horizon)).astype(np.float32),
+        keys.COSTS: rng.integers(0, 4, size=(users, horizon)).astype(np.float32),
     }
     reward, cost, discounted = episode_stats(cols, gamma_c=0.5)
-    np.testing.assert_allclose(reward, cols[REWARDS].sum(1))
-    np.testing.assert_allclose(discounted, (cols[COSTS] * 0.5 ** np.arange(horizon)).sum(1))
+    np.testing.assert_allclose(reward, cols[Columns.REWARDS].sum(1))
+    np.testing.assert_allclose(discounted, (cols[keys.COSTS] * 0.5 ** np.arange(horizon)).sum(1))
     batch = train_batch_columns(cols, gamma_c=0.5)
-    np.testing.assert_array_equal(batch[Columns.OBS][horizon + 2], cols[OBS][1, 2])  # user 1, step 2
-    np.testing.assert_array_equal(batch[keys.COSTS], cols[COSTS].reshape(-1))
+    np.testing.assert_array_equal(batch[Columns.OBS][horizon + 2], cols[Columns.OBS][1, 2])  # user 1, step 2
+    np.testing.assert_array_equal(batch[keys.COSTS], cols[keys.COSTS].reshape(-1))
     np.testing.assert_allclose(batch[keys.COST_DISCOUNT][horizon : 2 * horizon], 0.5 ** np.arange(horizon))
     assert batch[Columns.TERMINATEDS].reshape(users, horizon)[:, -1].all()
     assert batch[Columns.TERMINATEDS].sum() == users and batch[Columns.LOSS_MASK].all()
-    # GAE on the flat batch never crosses from one user's episode into the next one's.
+    # GAE on the flat batch (RLlib's reference implementation) never crosses from one user's
+    # episode into the next one's, and our vectorised GAE gives the same targets.
     values = rng.normal(size=users * horizon).astype(np.float32)
-    flat = compute_value_targets(values, batch[Columns.REWARDS], batch[Columns.TERMINATEDS].astype(np.float32),
-                                 batch[Columns.TRUNCATEDS].astype(np.float32), 0.9, 0.8)  # fmt: skip
+    term = batch[Columns.TERMINATEDS].astype(np.float32)
+    flat = compute_value_targets(values, batch[Columns.REWARDS], term, batch[Columns.TRUNCATEDS].astype(np.float32),
+                                 0.9, 0.8)  # fmt: skip
     for u in range(users):
         rows = slice(u * horizon, (u + 1) * horizon)
         done = np.zeros(horizon, np.float32)
         done[-1] = 1
-        alone = compute_value_targets(values[rows], cols[REWARDS][u], done, np.zeros(horizon, np.float32), 0.9, 0.8)
+        alone = compute_value_targets(
+            values[rows], cols[Columns.REWARDS][u], done, np.zeros(horizon, np.float32), 0.9, 0.8
+        )
         np.testing.assert_allclose(flat[rows], alone, rtol=1e-6)
-    # The learner's vectorised GAE for such dense batches gives the same targets.
-    from fairrec_ray.fcpo.cpo import gae
-    from fairrec_ray.fcpo.learner import _dense_episodes
-
-    term = batch[Columns.TERMINATEDS].astype(np.float32)
-    assert _dense_episodes(term, batch[Columns.TRUNCATEDS], batch[Columns.LOSS_MASK], horizon)
-    assert not _dense_episodes(term, batch[Columns.TRUNCATEDS], batch[Columns.LOSS_MASK], horizon + 1)
-    _, returns = gae(cols[REWARDS], values.reshape(users, horizon), term.reshape(users, horizon), 0.9, 0.8)
-    np.testing.assert_allclose(returns.reshape(-1), flat, rtol=1e-5)
+    assert episode_length(batch[Columns.TERMINATEDS]) == horizon
+    _, returns = gae_targets(batch[Columns.REWARDS], values, batch[Columns.TERMINATEDS], 0.9, 0.8)
+    np.testing.assert_allclose(returns, flat, rtol=1e-5)

@@ -24,8 +24,9 @@ NUM_EPISODES = "fcpo_num_episodes"
 TS_EPISODE_COST = "fcpo_ts_episode_cost_discounted"
 TS_NUM_EPISODES = "fcpo_ts_num_episodes"
 
-# Train-batch columns added by the FCPO learner connectors.
+# Train-batch columns added by the FCPO learner connectors / the columnar rollout.
 COSTS = "costs"
+USERS = "users"  # user rows of a columnar rollout (one per episode)
 COST_DISCOUNT = "cost_discount"  # gamma_c^t of each row (0 on the artificial bootstrap row)
 COST_ADVANTAGES = "cost_advantages"
 COST_VALUE_TARGETS = "cost_value_targets"
