@@ -265,3 +265,128 @@ def test_columnar_rollout_becomes_the_learner_batch_episode_by_episode():
     assert episode_length(batch[Columns.TERMINATEDS]) == horizon
     _, returns = gae_targets(batch[Columns.REWARDS], values, batch[Columns.TERMINATEDS], 0.9, 0.8)
     np.testing.assert_allclose(returns, flat, rtol=1e-5)
+
+
+def _dataset(sequences: dict[int, list[tuple[int, float]]], n_items: int):
+    """Users -> [(item, rating)] in time order."""
+    import pandas as pd
+
+    from fairrec_ray.data import RecDataset
+
+    rows = [(u, i, r, k) for u, seq in sequences.items() for k, (i, r) in enumerate(seq)]
+    inter = pd.DataFrame(rows, columns=["user_idx", "item_idx", "rating", "timestamp"])
+    users = pd.DataFrame({"user_idx": range(len(sequences)), "raw_id": [str(u) for u in sequences], "gender": 0})
+    items = pd.DataFrame(
+        {"item_idx": range(n_items), "raw_id": [str(i) for i in range(n_items)], "title": "", "genres": ""}
+    )
+    return RecDataset("toy", inter, users, items, {"gender": ("F", "M")}).validate()
+
+
+def test_validation_part_comes_from_the_end_of_train_and_each_period_masks_its_past():
+    from fairrec_ray.fcpo.env_data import build_env_data
+    from fairrec_ray.fcpo.settings import EnvDataOptions
+
+    seq = [(i, 5.0 if i % 4 else 2.0) for i in range(1, 12)]  # positives 1 2 3 5 6 7 9 10 11
+    ds = _dataset({0: seq, 1: [(i, 5.0) for i in (12, 13, 1, 2, 3, 4, 5)]}, n_items=14)
+    options = EnvDataOptions(valid_share=0.25, emb_dim=2, exposure_feature=0.0)
+    data = build_env_data(ds, options)
+    # user 0: rest = 7 9 10 11 -> train 7 9 | valid 10 | test 11 (the test part as without validation)
+    assert data.train_positives.rows_of(np.array([0]))[1].tolist() == [7, 9]
+    assert data.valid_positives.rows_of(np.array([0]))[1].tolist() == [10]
+    assert data.test_positives.rows_of(np.array([0]))[1].tolist() == [11]
+    assert data.valid_start[0].tolist() == [3, 5, 6, 7, 9] and data.test_start[0].tolist() == [5, 6, 7, 9, 10]
+    assert data.eval_users("valid").tolist() == [0]  # user 1 (2 later positives) has no validation item
+    for split, consumed in (("valid", {1, 2, 3, 5, 6, 7, 9}), ("test", {1, 2, 3, 5, 6, 7, 9, 10})):
+        env = RecVectorEnv(data, num_envs=1, top_k=1, horizon=1, split=split)
+        env.reset(options={"users": np.array([0])})
+        assert set(np.flatnonzero(env.shown[0].numpy())) == consumed, split
+    without = build_env_data(ds, EnvDataOptions(valid_share=0.0, emb_dim=2, exposure_feature=0.0))
+    assert without.test_start[0].tolist() == [5, 6, 7, 9, 10] and without.valid_start is None
+    assert without.train_positives.rows_of(np.array([0]))[1].tolist() == [7, 9, 10]
+    with pytest.raises(ConfigError, match=r"split: got 'valid' but the env data has no validation part"):
+        RecVectorEnv(without, num_envs=1, top_k=1, horizon=1, split="valid")
+
+
+def test_every_fcpo_config_knob_is_a_job_key_with_one_default_and_rule():
+    import inspect
+
+    from fairrec_ray.config import build_config
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
+    from fairrec_ray.fcpo.job import FCPOJobConfig
+    from fairrec_ray.fcpo.settings import SETTINGS_KEYS
+
+    training = set(inspect.signature(FCPOConfig.training).parameters) - {"self", "kwargs"}
+    recommendation = set(inspect.signature(FCPOConfig.recommendation).parameters) - {"self", "data"}
+    assert training | recommendation == set(SETTINGS_KEYS)
+    job, config = FCPOJobConfig(), FCPOConfig()
+    assert {key: getattr(job, key) for key in SETTINGS_KEYS} == {key: getattr(config, key) for key in SETTINGS_KEYS}
+    given = {"line_search_steps": "7", "line_search_decay": 0.5, "actor_prior": "none", "fast_rollouts": "false",
+             "critic_minibatch_size": "none", "feasible_margin": 0.1}  # fmt: skip
+    job = build_config(FCPOJobConfig, given, "sweep trial")
+    assert (job.line_search_steps, job.actor_prior, job.fast_rollouts, job.critic_minibatch_size) == (
+        7,
+        "none",
+        False,
+        None,
+    )
+    with pytest.raises(ConfigError, match=r"sweep trial: line_search_decay: got 1.5; expected in \(0, 1\)"):
+        build_config(FCPOJobConfig, {"line_search_decay": 1.5}, "sweep trial")
+    with pytest.raises(ConfigError, match=r"^line_search_decay: got 1.5; expected in \(0, 1\)"):
+        FCPOConfig().training(line_search_decay=1.5)
+
+
+def test_one_alpha_rule_with_one_error_everywhere():
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
+    from fairrec_ray.fcpo.cpo import cost_limit_from_alpha
+    from fairrec_ray.fcpo.job import FCPOJobConfig
+
+    messages = set()
+    for make in (
+        lambda: FCPOJobConfig(alpha=-1.0),
+        lambda: FCPOConfig().training(alpha=-1.0),
+        lambda: cost_limit_from_alpha(-1.0, k=10, horizon=10),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            make()
+        messages.add(str(exc.value))
+    assert messages == {
+        "alpha: got -1.0; expected a finite number > 0 (popular share <= alpha/(1+alpha)), or none for no constraint"
+    }
+
+
+def test_shards_cover_every_user_once():
+    from fairrec_ray.fcpo.env_runner import shard_users
+
+    for n_users, runners in ((64, 2), (65, 2), (10, 3), (7, 7)):
+        shards = [shard_users(n_users, runners, i) for i in range(1, runners + 1)]
+        assert sorted(np.concatenate(shards).tolist()) == list(range(n_users))
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert shard_users(5, 0, 0).tolist() == list(range(5))  # the local runner without remote ones
+
+
+def test_feasible_prior_offset_meets_the_target_from_the_safe_side():
+    from fairrec_ray.fcpo.embeddings import fold_in_query
+    from fairrec_ray.fcpo.module import ResidualActor
+    from fairrec_ray.fcpo.prior import calibrate_exposure_offset, prior_mean, sampled_episode_cost
+
+    data = planted_env_data(n_users=128, exposure_scale=1.0)
+    query = fold_in_query(data.item_emb, data.mf_reg, data.train_start)
+    kwargs = {"top_k": 4, "horizon": 3, "gamma_c": 1.0, "log_std": -0.5}
+    start = sampled_episode_cost(data, query, 0.0, **kwargs)
+    target = 0.5 * start
+    offset = calibrate_exposure_offset(data, query, target, **kwargs)
+    assert offset < 0
+    assert target - 0.05 <= sampled_episode_cost(data, query, offset, **kwargs) <= target
+    assert calibrate_exposure_offset(data, query, 2 * start, **kwargs) == 0.0  # the prior already meets it
+    # prior_mean is the actor the module builds with that offset
+    obs_dim = data.n_start * data.dim + 1
+    actor = ResidualActor(obs_dim, (8,), data.action_dim, query, exposure_offset=offset)
+    obs = torch.randn(6, obs_dim)
+    torch.testing.assert_close(actor(obs), prior_mean(obs, torch.from_numpy(query), data.action_dim, offset))
+
+
+def test_default_env_runners_need_free_cores_besides_the_central_learner():
+    from fairrec_ray.fcpo.job import FCPOJobConfig, default_env_runners
+
+    assert FCPOJobConfig().num_env_runners is None  # resolved from the Ray the job runs on
+    assert [default_env_runners(cpus) for cpus in (1, 2, 3, 4, 16)] == [0, 0, 0, 2, 2]

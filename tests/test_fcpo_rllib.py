@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 def _config(data, alpha, num_env_runners=0, fast_rollouts=True, **training):
     from fairrec_ray.fcpo.algorithm import FCPOConfig
 
-    training = {"feasible_init": False, **training}  # the planted data has no exposure coordinate
+    # The planted data has no exposure coordinate; its dynamics were tuned at the earlier noise level.
+    training = {"feasible_init": False, "init_log_std": -0.5, **training}
     return (
         FCPOConfig()
         .recommendation(data=data, top_k=4, horizon=3, fast_rollouts=fast_rollouts)
@@ -71,11 +72,19 @@ def test_feasible_init_starts_the_sampling_policy_under_the_limit():
     data = planted_env_data(n_users=256, exposure_scale=1.0)
     start = {}
     for feasible in (False, True):
-        config = _config(data, alpha=0.1, feasible_init=feasible)
+        config = _config(data, alpha=0.1, feasible_init=feasible, feasible_margin=0.05)
         start[feasible] = _train(config, 1)[0][keys.EPISODE_COST_DISCOUNTED]
     d = config.cost_limit
     config.validate()  # build_algo() validates a copy
     assert config.prior_exposure_offset < 0
+    # Settings survive RLlib's config copy, even at RLlib's "deprecated" marker value -1.
+    algo = _config(data, alpha=0.1, init_log_std=-1.0).build_algo()
+    try:
+        assert algo.config.init_log_std == -1.0
+        module = algo.learner_group._learner.module["default_policy"]
+        assert float(module.log_std[0]) == -1.0
+    finally:
+        algo.stop()
     assert start[False] > d and 0.85 * d <= start[True] <= d, (start, d)
 
 

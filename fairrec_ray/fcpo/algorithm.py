@@ -119,6 +119,7 @@ class FCPOConfig(AlgorithmConfig):
         fvp_subsample: float | Any = NotProvided,
         line_search_steps: int | Any = NotProvided,
         line_search_decay: float | Any = NotProvided,
+        cost_margin: float | Any = NotProvided,
         gamma_r: float | Any = NotProvided,
         gamma_c: float | Any = NotProvided,
         gae_lambda: float | Any = NotProvided,
@@ -144,6 +145,9 @@ class FCPOConfig(AlgorithmConfig):
                 line search still measures KL on every row).
             line_search_steps: backtracking candidates decay^i * step, i < line_search_steps.
             line_search_decay: backtracking factor in (0, 1).
+            cost_margin: the CPO step aims at (1 - cost_margin) * d (c = J_C - (1 - cost_margin) * d),
+                because its first-order cost model is optimistic when it trades reward against
+                cost (README, FCPO); d itself is still the limit reported and evaluated.
             gamma_r: reward discount (GAE and critic targets).
             gamma_c: cost discount (cost GAE, J_C and the limit d).
             gae_lambda: GAE lambda for both reward and cost.
@@ -245,6 +249,12 @@ class FCPOConfig(AlgorithmConfig):
             log_std=self.init_log_std, seed=int(self.seed or 0),
         )  # fmt: skip
         self._offset_key = key
+
+    def get_state(self) -> dict[str, Any]:
+        # RLlib's get_state() drops every attribute equal to its DEPRECATED_VALUE (-1), so
+        # ``init_log_std=-1.0`` would silently revert to the default in the Algorithm's copy.
+        names = (*SETTINGS_KEYS, "prior_exposure_offset", "_offset_key", "learner_torch_threads")
+        return super().get_state() | {name: getattr(self, name) for name in names}
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from fairrec_ray.fcpo.module import FCPOTorchRLModule

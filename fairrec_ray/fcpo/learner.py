@@ -134,7 +134,7 @@ class FCPOTorchLearner(TorchLearner):
         fvp = fisher_vector_product(lambda: policy_terms(module, params, fisher_data)[2], params, config.damping)
         h_inv_g = conjugate_gradient(fvp, g, config.cg_iters)
         h_inv_b = conjugate_gradient(fvp, b_grad, config.cg_iters) if constrained else torch.zeros_like(g)
-        c = self._episode_cost - config.cost_limit if constrained else 0.0
+        c = self._episode_cost - (1.0 - config.cost_margin) * config.cost_limit if constrained else 0.0
         step = solve_cpo_step(g, b_grad, c, h_inv_g, h_inv_b, config.max_kl)
 
         def measure(flat: torch.Tensor) -> tuple[float, float, float]:

@@ -24,8 +24,10 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from fairrec_ray.fcpo.settings import FCPOSettings
+
 COST_VF_PREDS = "cost_vf_preds"
-DEFAULT_INIT_LOG_STD = -0.5
+DEFAULT_INIT_LOG_STD = FCPOSettings().init_log_std
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
@@ -102,7 +104,7 @@ class TimeBaselineCritic(nn.Module):
 
 class FCPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """``model_config``: ``actor_hidden`` (default (64, 64)), ``critic_hidden`` ((64, 64)),
-    ``init_log_std`` (-0.5), ``horizon`` (T, for the critics' per-step baseline),
+    ``init_log_std`` (``FCPOSettings``' default), ``horizon`` (T, for the critics' per-step baseline),
     ``prior_query`` ([dim, dim] or None: see the module docstring), ``prior_exposure_offset``
     (start of the exposure coordinate, 0 = MF ranking; ``fcpo.prior``)."""
 

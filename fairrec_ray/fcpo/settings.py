@@ -36,7 +36,9 @@ def check_alpha(alpha: Any) -> None:
 
 @dataclass
 class FCPOSettings:
-    """``FCPOConfig.training()`` / ``.recommendation()`` knobs (see their docstrings)."""
+    """``FCPOConfig.training()`` / ``.recommendation()`` knobs (see their docstrings). The defaults of
+    ``init_log_std``, ``feasible_init``, ``feasible_margin`` and ``cost_margin`` were selected on the
+    ML-100K validation split (README, FCPO); the others follow the reference where it is sound."""
 
     # -- constraint and CPO step (training)
     alpha: float | None = field(
@@ -48,6 +50,9 @@ class FCPOSettings:
     fvp_subsample: float = field(default=0.1, metadata=_help("share of rows used for Fisher-vector products"))
     line_search_steps: int = field(default=15, metadata=_help("backtracking candidates decay^i, i < steps"))
     line_search_decay: float = field(default=0.8, metadata=_help("backtracking factor"))
+    cost_margin: float = field(
+        default=0.0, metadata=_help("the CPO step aims at (1 - cost_margin) * d: c = J_C - (1 - cost_margin) * d")
+    )
     # -- advantages (training)
     gamma_r: float = field(default=0.99, metadata=_help("reward discount"))
     gamma_c: float = field(default=0.99, metadata=_help("cost discount (also used for d)"))
@@ -56,13 +61,15 @@ class FCPOSettings:
     actor_prior: Literal["fold_in", "none"] = field(
         default="fold_in", metadata=_help("fold_in: residual policy around the MF fold-in query; none: plain MLP")
     )
-    init_log_std: float = field(default=-0.5, metadata=_help("initial log std of the Gaussian policy"))
+    init_log_std: float = field(
+        default=-2.5, metadata=_help("initial log std of the Gaussian policy (selected on validation, README)")
+    )
     feasible_init: bool = field(
         default=True,
         metadata=_help("start the popular-score offset where the sampling policy meets d (fold_in + exposure)"),
     )
     feasible_margin: float = field(
-        default=0.05, metadata=_help("feasible_init aims at (1 - margin) * d, so sampling noise starts under d")
+        default=0.0, metadata=_help("feasible_init aims at (1 - feasible_margin) * d (selected on validation: 0)")
     )
     # -- critics (training)
     critic_lr: float = field(default=1e-3, metadata=_help("critic Adam learning rate"))
@@ -91,13 +98,14 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fvp_subsample": (lambda v: 0 < v <= 1, "in (0, 1] (e.g. 0.1)"),
     "line_search_steps": (lambda v: v >= 1, "an integer >= 1 (e.g. 15)"),
     "line_search_decay": (lambda v: 0 < v < 1, "in (0, 1) (e.g. 0.8)"),
+    "cost_margin": (lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.03)"),
     "gamma_r": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "gamma_c": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "actor_prior": (lambda v: v in ("fold_in", "none"), "'fold_in' or 'none'"),
     "init_log_std": (lambda v: math.isfinite(v), "a finite number (e.g. -0.5)"),
     "feasible_init": (lambda v: isinstance(v, bool), "true or false"),
-    "feasible_margin": (lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.05)"),
+    "feasible_margin": (lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.0)"),
     "critic_lr": (lambda v: v > 0, "> 0 (e.g. 1e-3)"),
     "critic_iters": (lambda v: v >= 0, "an integer >= 0"),
     "critic_minibatch_size": (lambda v: v is None or v >= 1, "an integer >= 1, or none for the full batch"),
