@@ -1,5 +1,5 @@
 """FCPO on RLlib end to end: learning and a binding limit on a planted env, user shards over
-EnvRunners, checkpoint/restore, reproducibility, the CLI."""
+EnvRunners (with a remote learner), reproducibility, the CLI and its checkpoint."""
 
 from __future__ import annotations
 
@@ -88,49 +88,22 @@ def test_feasible_init_starts_the_sampling_policy_under_the_limit():
     assert start[False] > d and 0.85 * d <= start[True] <= d, (start, d)
 
 
-def test_checkpoint_round_trip_with_one_env_runner(tmp_path):
-    from ray.rllib.core import DEFAULT_MODULE_ID
-
-    from fairrec_ray.fcpo.algorithm import FCPO
-    from fairrec_ray.fcpo.evaluation import learner_policy
-
-    data = planted_env_data(n_users=64)
-    algo = _config(data, alpha=0.5, num_env_runners=1).build_algo()
-    restored = None
-    try:
-        result = algo.train()
-        assert result[keys.NUM_EPISODES] == 64
-        path = algo.save_to_path(tmp_path / "ckpt")
-        restored = FCPO.from_checkpoint(path)
-        before = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
-        after = restored.learner_group.get_weights()[DEFAULT_MODULE_ID]
-        assert before.keys() == after.keys()
-        for name in before:
-            np.testing.assert_allclose(np.asarray(before[name]), np.asarray(after[name]))
-        obs = np.random.default_rng(0).normal(size=(5, data.n_start * data.dim + 1)).astype(np.float32)
-        np.testing.assert_allclose(learner_policy(algo)(obs), learner_policy(restored)(obs), rtol=1e-6)
-        assert restored.config.cost_limit == algo.config.cost_limit
-        assert restored.train()[keys.NUM_EPISODES] == 64  # and it keeps training
-    finally:
-        algo.stop()
-        if restored is not None:
-            restored.stop()
-
-
 @pytest.mark.slow
-def test_cli_writes_results_json_with_valid_and_test(tmp_path):
-    from fairrec_ray.fcpo.job import RESULTS_FILE
-    from fairrec_ray.train_fcpo import main
+def test_cli_writes_results_and_a_checkpoint_that_restores_the_policy(tmp_path):
+    """The CLI at its defaults (EnvRunners resolved from the test Ray's 4 CPUs: 2), validation
+    during training, test once at the end; the checkpoint restores the exact final policy."""
+    from fairrec_ray.fcpo.algorithm import FCPO
+    from fairrec_ray.fcpo.evaluation import learner_policy, policy_metrics
+    from fairrec_ray.fcpo.job import RESULTS_FILE, build_job_env_data
+    from fairrec_ray.train_fcpo import FCPOJobConfig, main
 
     out = tmp_path / "run"
-    code = main(
-        [
-            "--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "120", "--alpha", "0.5",
-            "--iterations", "2", "--eval-every", "1", "--top-k", "4", "--horizon", "3", "--emb-dim", "8",
-            "--output", str(out),
-        ]
-    )  # fmt: skip
-    assert code == 0
+    argv = [
+        "--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "120", "--alpha", "0.5",
+        "--iterations", "2", "--eval-every", "1", "--top-k", "4", "--horizon", "3", "--emb-dim", "8",
+        "--output", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
     results = json.loads((out / RESULTS_FILE).read_text())
     assert len(results["history"]) == 2
     assert [e["iteration"] for e in results["evaluations"]] == [1, 2]  # validation only
@@ -141,7 +114,17 @@ def test_cli_writes_results_json_with_valid_and_test(tmp_path):
     assert results["cost_limit"] == pytest.approx(0.5 / 1.5 * 4 * sum(0.99**t for t in range(3)))
     assert results["num_env_runners"] == 2  # the default on a Ray with >= 4 free CPUs (the test Ray has 4)
     assert results["prior_exposure_offset"] <= 0.0
-    assert (out / "checkpoint").is_dir()
+    job = FCPOJobConfig(**{k: v for k, v in results["config"].items()})
+    data = build_job_env_data(job)
+    restored = FCPO.from_checkpoint(results["checkpoint"])
+    try:
+        assert restored.config.cost_limit == pytest.approx(results["cost_limit"])
+        again = policy_metrics(
+            data, learner_policy(restored), 4, 3, results["cost_limit"], 0.99, at=(10, 12), split="test"
+        )
+        assert again == pytest.approx(results["final_test"])
+    finally:
+        restored.stop()
 
 
 def test_cli_rejects_bad_alpha_before_writing(tmp_path):

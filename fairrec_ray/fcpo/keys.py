@@ -5,7 +5,7 @@ CPO_CASE = "cpo_case"  # int value of fcpo.cpo.CPOCase
 CPO_KL = "mean_kl"  # measured KL of the accepted step
 CPO_STEP_FRACTION = "step_fraction"  # accepted fraction of the full step (0 = rejected)
 CPO_ACCEPTED = "step_accepted"
-CPO_C = "constraint_c"  # c = J_C - d (discounted, per episode)
+CPO_C = "constraint_c"  # c = J_C - (1 - cost_margin) * d (discounted, per episode)
 CPO_NU = "cpo_nu"
 CPO_LAM = "cpo_lam"
 REWARD_SURROGATE_GAIN = "reward_surrogate_gain"
