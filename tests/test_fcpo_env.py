@@ -114,6 +114,10 @@ def test_config_rejects_k_larger_than_items_and_derives_limit():
     assert math.isinf(FCPOConfig().cost_limit)
     with pytest.raises(ConfigError, match=r"num_learners: got 2; expected 0 or 1"):
         FCPOConfig().recommendation(data=data, top_k=4, horizon=3).learners(num_learners=2).validate()
+    with pytest.raises(
+        ConfigError, match=r"feasible_init: got True .* exposure_feature = 0; .* or feasible_init=false"
+    ):
+        FCPOConfig().recommendation(data=data, top_k=4, horizon=3).training(alpha=0.5).validate()
 
 
 def test_cost_connector_shifts_infos():
