@@ -122,7 +122,8 @@ def iteration_record(iteration: int, result: dict[str, Any], seconds: float) -> 
     record = {"iteration": iteration, "seconds": seconds}
     for key in (keys.EPISODE_REWARD_MEAN, keys.EPISODE_COST_MEAN, keys.EPISODE_COST_DISCOUNTED, keys.NUM_EPISODES):
         record[key] = float(result[key])
-    for key in (keys.CPO_CASE, keys.CPO_KL, keys.CPO_STEP_FRACTION, keys.CPO_C, keys.CPO_NU, keys.POLICY_STD):
+    for key in (keys.CPO_CASE, keys.CPO_KL, keys.CPO_STEP_FRACTION, keys.CPO_C, keys.CPO_NU, keys.POLICY_STD,
+                keys.REWARD_SURROGATE_GAIN, keys.COST_SURROGATE_CHANGE):  # fmt: skip
         if key in learner:
             record[key] = float(learner[key])
     return record
