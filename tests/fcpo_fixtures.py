@@ -4,7 +4,8 @@ Items (``dim = 4``): ``n_popular`` popular items along axis 0 (G0), ``n_tail_pos
 along axis 1, and the rest long-tail "filler" items in the plane of axes 2/3. Every user's
 held-out positives are all popular items plus all axis-1 items; start states are filler items.
 So the reward-optimal direction mixes axes 0 and 1 (many popular items: high cost), while the
-fair optimum points along axis 1: a small alpha makes the cost limit bind.
+fair optimum points along axis 1: a small alpha makes the cost limit bind. ``exposure_scale > 0``
+adds the exposure coordinate (a score offset for every popular item) to the action.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def planted_env_data(
     n_filler: int = 42,
     popular_norm: float = 0.6,
     seed: int = 0,
+    exposure_scale: float = 0.0,
 ) -> RecEnvData:
     rng = np.random.default_rng(seed)
     n_items = n_popular + n_tail_pos + n_filler
@@ -47,4 +49,5 @@ def planted_env_data(
         test_history=Ragged.from_lists([np.zeros(0, np.int64) for _ in range(n_users)]),
         positive_threshold=4.0,
         user_ids=np.arange(n_users),
+        exposure_scale=exposure_scale,
     )

@@ -11,6 +11,7 @@ import torch
 from numpy.testing import assert_allclose
 from scipy.optimize import minimize
 
+from fairrec_ray.errors import ConfigError
 from fairrec_ray.fcpo.cpo import (
     CPOCase,
     backtracking_line_search,
@@ -269,18 +270,38 @@ def test_line_search_rejects_when_nothing_passes() -> None:
     assert torch.equal(res.params, theta0) and len(ev.seen) == 1 + 6
 
 
-def test_line_search_cost_rule_and_recovery_ignores_reward() -> None:
+def test_line_search_cost_rule_always_reward_rule_only_when_feasible() -> None:
     theta0 = torch.zeros(2)
     ev = _Recorder(theta0, torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
-    step = torch.tensor([-0.05, -0.05])  # reward falls, cost falls
-    assert not backtracking_line_search(theta0, step, ev, 0.01, c=0.5, max_steps=3).accepted
-    res = backtracking_line_search(theta0, step, ev, 0.01, c=0.5, recovery=True)
+    down = torch.tensor([-0.05, -0.05])  # reward falls, cost falls
+    assert not backtracking_line_search(theta0, down, ev, 0.01, c=-0.5, max_steps=3).accepted  # feasible
+    res = backtracking_line_search(theta0, down, ev, 0.01, c=0.5)  # violated: reward not required
     assert res.accepted and res.step_fraction == 1.0 and res.cost_change < 0
-    # feasible: cost may rise by at most -c; violated: it may not rise at all
+    # feasible: cost may rise by at most -c; violated: it may not rise at all (whatever the reward)
     up = torch.tensor([0.05, 0.05])
     assert backtracking_line_search(theta0, up, ev, 0.01, c=-0.06).step_fraction == 1.0
     assert_allclose(backtracking_line_search(theta0, up, ev, 0.01, c=-0.03).step_fraction, 0.8**3)  # 0.05 f <= 0.03
     assert not backtracking_line_search(theta0, up, ev, 0.01, c=0.01).accepted
+    # the KL bound holds in every case
+    big = torch.tensor([-1.0, -1.0])
+    assert backtracking_line_search(theta0, big, ev, 0.01, c=0.5).kl <= 0.01
+
+
+def test_violated_recoverable_step_is_accepted_though_it_costs_reward() -> None:
+    """Achiam et al.: when c > 0 the step must restore feasibility; the line search checks KL and
+    the cost surrogate, not the reward. Here every feasible direction lowers the reward (g and b
+    nearly parallel), so a line search that also demanded reward improvement (the old rule
+    outside INFEASIBLE_RECOVERY) rejected every candidate and the policy stayed infeasible."""
+    g, b = np.array([1.0, 0.0]), np.array([1.0, 0.2])
+    h, delta, c = np.eye(2), 0.01, 0.05
+    step = _solve(h, g, b, c, delta)
+    assert step.case == CPOCase.VIOLATED_RECOVERABLE and step.predicted_improvement < 0
+    theta0 = torch.zeros(2)
+    ev = _Recorder(theta0, torch.tensor(g), torch.tensor(b))
+    res = backtracking_line_search(theta0, step.x, ev, delta, c)
+    assert res.accepted and res.step_fraction == 1.0
+    assert res.reward_improvement < 0
+    assert_allclose(c + res.cost_change, 0.0, atol=1e-9)  # lands on the constraint plane: feasible again
 
 
 # ---------------------------------------------------------------- GAE and advantage helpers
@@ -346,7 +367,7 @@ def test_cost_limit_from_alpha_closed_forms() -> None:
 
 @pytest.mark.parametrize("alpha", [0.0, -0.1, float("nan")])
 def test_cost_limit_from_alpha_rejects_nonpositive(alpha: float) -> None:
-    with pytest.raises(ValueError, match=r"alpha must be a finite number > 0 \(got"):
+    with pytest.raises(ConfigError, match=r"alpha: got .*; expected a finite number > 0"):
         cost_limit_from_alpha(alpha, k=10, horizon=10)
     with pytest.raises(ValueError, match="gamma_c must be in"):
         cost_limit_from_alpha(0.5, k=10, horizon=10, gamma_c=0.0)

@@ -12,7 +12,7 @@ from fcpo_fixtures import planted_env_data
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.fcpo import keys
 from fairrec_ray.fcpo.env import INFO_COST, RecVectorEnv, check_env_sizes
-from fairrec_ray.fcpo.evaluation import evaluate_policy
+from fairrec_ray.fcpo.evaluation import policy_metrics
 from fairrec_ray.fcpo.surrogates import gaussian_kl, gaussian_log_prob
 
 
@@ -80,7 +80,7 @@ def test_recall_denominator_counts_positives_before_rollout():
     def policy(obs: np.ndarray) -> np.ndarray:
         return np.tile(np.array([[1.0, 1.0, 0.0, 0.0]], np.float32), (len(obs), 1))
 
-    metrics = evaluate_policy(data, policy, top_k=6, horizon=3, at=(6, 18))
+    metrics = policy_metrics(data, policy, top_k=6, horizon=3, at=(6, 18))
     # 18 positives before the rollout; the 18 recommended items are exactly them.
     assert metrics["recall@18"] == pytest.approx(1.0)
     assert metrics["precision@6"] == pytest.approx(1.0)
@@ -97,14 +97,14 @@ def test_bad_env_sizes_raise_clear_errors():
 
 @pytest.mark.parametrize("alpha", [0, -0.5, math.nan, math.inf])
 def test_bad_alpha_raises(alpha):
-    from fairrec_ray.fcpo.config import FCPOConfig
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
 
     with pytest.raises(ConfigError, match=r"alpha: got .*expected a finite number > 0"):
         FCPOConfig().training(alpha=alpha)
 
 
 def test_config_rejects_k_larger_than_items_and_derives_limit():
-    from fairrec_ray.fcpo.config import FCPOConfig
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
 
     data = planted_env_data(n_users=8)
     with pytest.raises(ConfigError, match=r"top_k=61 > number of items 60"):
@@ -114,13 +114,17 @@ def test_config_rejects_k_larger_than_items_and_derives_limit():
     assert math.isinf(FCPOConfig().cost_limit)
     with pytest.raises(ConfigError, match=r"num_learners: got 2; expected 0 or 1"):
         FCPOConfig().recommendation(data=data, top_k=4, horizon=3).learners(num_learners=2).validate()
+    with pytest.raises(
+        ConfigError, match=r"feasible_init: got True .* exposure_feature = 0; .* or feasible_init=false"
+    ):
+        FCPOConfig().recommendation(data=data, top_k=4, horizon=3).training(alpha=0.5).validate()
 
 
-def test_cost_connectors_shift_infos_and_only_centre():
+def test_cost_connector_shifts_infos():
     from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate
     from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
-    from fairrec_ray.fcpo.connectors import AddCostsFromInfos, CostAdvantageEstimation
+    from fairrec_ray.fcpo.connectors import AddCostsFromInfos
 
     costs = [3.0, 1.0, 2.0]
     episode = SingleAgentEpisode(
@@ -140,23 +144,26 @@ def test_cost_connectors_shift_infos_and_only_centre():
     np.testing.assert_allclose(column, [3.0, 1.0, 2.0, 0.0])  # cost of step t from infos[t + 1]
     np.testing.assert_allclose(discount, [1.0, 0.5, 0.25, 0.0])
 
-    class ZeroCostCritic:
-        def compute_cost_values(self, batch):
-            return torch.zeros(len(batch[keys.COSTS]))
 
-    module_batch = {
-        keys.COSTS: torch.tensor(column),
-        "terminateds": torch.tensor([0.0, 0.0, 1.0, 0.0]),
-        "truncateds": torch.zeros(4),
-        "loss_mask": torch.tensor([True, True, True, False]),
-    }
-    out = CostAdvantageEstimation(gamma=1.0, lambda_=1.0)(
-        rl_module={"p": ZeroCostCritic()}, batch={"p": module_batch}, episodes=[]
-    )
-    adv = out["p"][keys.COST_ADVANTAGES].numpy()
-    cost_to_go = np.array([6.0, 3.0, 2.0])
-    np.testing.assert_allclose(adv[:3], cost_to_go - cost_to_go.mean(), atol=1e-6)  # centred, not rescaled
-    np.testing.assert_allclose(out["p"][keys.COST_VALUE_TARGETS].numpy()[:3], cost_to_go)
+def test_advantages_reward_standardised_cost_only_centred():
+    from fairrec_ray.fcpo.advantages import estimate_advantages
+
+    # two 3-step episodes, zero critics, gamma = lambda = 1: advantages are the returns-to-go
+    rewards = np.array([1.0, 0.0, 2.0, 0.0, 1.0, 1.0])
+    costs = np.array([3.0, 1.0, 2.0, 1.0, 1.0, 0.0])
+    ends = np.array([0, 0, 1, 0, 0, 1], bool)
+    zeros = np.zeros(6)
+    adv = estimate_advantages(rewards, costs, zeros, zeros, ends, gamma_r=1.0, gamma_c=1.0, lam=1.0)
+    reward_to_go = np.array([3.0, 2.0, 2.0, 2.0, 2.0, 1.0])
+    cost_to_go = np.array([6.0, 3.0, 2.0, 2.0, 1.0, 0.0])
+    np.testing.assert_allclose(adv.reward, (reward_to_go - reward_to_go.mean()) / reward_to_go.std(), rtol=1e-6)
+    np.testing.assert_allclose(adv.cost, cost_to_go - cost_to_go.mean(), atol=1e-6)  # centred, not rescaled
+    np.testing.assert_allclose(adv.cost_targets, cost_to_go)
+    # ragged episodes (3 + 2 + 1 rows) give each episode's own returns, never crossing a boundary
+    ragged = np.array([0, 0, 1, 0, 1, 1], bool)
+    out = estimate_advantages(rewards, costs, zeros, zeros, ragged, gamma_r=1.0, gamma_c=1.0, lam=1.0)
+    np.testing.assert_allclose(out.cost_targets, [6.0, 3.0, 2.0, 2.0, 1.0, 0.0])
+    np.testing.assert_allclose(out.reward_targets, [3.0, 2.0, 2.0, 1.0, 1.0, 1.0])
 
 
 def test_gaussian_helpers_match_torch_distributions():
@@ -200,7 +207,7 @@ def test_exposure_coordinate_shifts_every_popular_items_score():
 
 
 def test_negative_exposure_feature_is_refused():
-    from fairrec_ray.train_fcpo import FCPOJobConfig
+    from fairrec_ray.fcpo.job import FCPOJobConfig
 
     with pytest.raises(ConfigError, match=r"exposure_feature: got -1.0; expected >= 0"):
         FCPOJobConfig(exposure_feature=-1.0)
@@ -225,41 +232,165 @@ def test_columnar_rollout_becomes_the_learner_batch_episode_by_episode():
     from ray.rllib.core.columns import Columns
     from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
-    from fairrec_ray.fcpo.env_runner import ACTIONS, COSTS, OBS, REWARDS, episode_stats, train_batch_columns
+    from fairrec_ray.fcpo.advantages import episode_length, gae_targets
+    from fairrec_ray.fcpo.env_runner import episode_stats, train_batch_columns
 
     users, horizon = 3, 4
     rng = np.random.default_rng(0)
     cols = {
-        OBS: rng.normal(size=(users, horizon, 5)).astype(np.float32),
-        ACTIONS: rng.normal(size=(users, horizon, 2)).astype(np.float32),
-        REWARDS: rng.integers(0, 3, size=(users, horizon)).astype(np.float32),
-        COSTS: rng.integers(0, 4, size=(users, horizon)).astype(np.float32),
+        Columns.OBS: rng.normal(size=(users, horizon, 5)).astype(np.float32),
+        Columns.ACTIONS: rng.normal(size=(users, horizon, 2)).astype(np.float32),
+        Columns.REWARDS: rng.integers(0, 3, size=(users, horizon)).astype(np.float32),
+        keys.COSTS: rng.integers(0, 4, size=(users, horizon)).astype(np.float32),
     }
     reward, cost, discounted = episode_stats(cols, gamma_c=0.5)
-    np.testing.assert_allclose(reward, cols[REWARDS].sum(1))
-    np.testing.assert_allclose(discounted, (cols[COSTS] * 0.5 ** np.arange(horizon)).sum(1))
+    np.testing.assert_allclose(reward, cols[Columns.REWARDS].sum(1))
+    np.testing.assert_allclose(discounted, (cols[keys.COSTS] * 0.5 ** np.arange(horizon)).sum(1))
     batch = train_batch_columns(cols, gamma_c=0.5)
-    np.testing.assert_array_equal(batch[Columns.OBS][horizon + 2], cols[OBS][1, 2])  # user 1, step 2
-    np.testing.assert_array_equal(batch[keys.COSTS], cols[COSTS].reshape(-1))
+    np.testing.assert_array_equal(batch[Columns.OBS][horizon + 2], cols[Columns.OBS][1, 2])  # user 1, step 2
+    np.testing.assert_array_equal(batch[keys.COSTS], cols[keys.COSTS].reshape(-1))
     np.testing.assert_allclose(batch[keys.COST_DISCOUNT][horizon : 2 * horizon], 0.5 ** np.arange(horizon))
     assert batch[Columns.TERMINATEDS].reshape(users, horizon)[:, -1].all()
     assert batch[Columns.TERMINATEDS].sum() == users and batch[Columns.LOSS_MASK].all()
-    # GAE on the flat batch never crosses from one user's episode into the next one's.
+    # GAE on the flat batch (RLlib's reference implementation) never crosses from one user's
+    # episode into the next one's, and our vectorised GAE gives the same targets.
     values = rng.normal(size=users * horizon).astype(np.float32)
-    flat = compute_value_targets(values, batch[Columns.REWARDS], batch[Columns.TERMINATEDS].astype(np.float32),
-                                 batch[Columns.TRUNCATEDS].astype(np.float32), 0.9, 0.8)  # fmt: skip
+    term = batch[Columns.TERMINATEDS].astype(np.float32)
+    flat = compute_value_targets(values, batch[Columns.REWARDS], term, batch[Columns.TRUNCATEDS].astype(np.float32),
+                                 0.9, 0.8)  # fmt: skip
     for u in range(users):
         rows = slice(u * horizon, (u + 1) * horizon)
         done = np.zeros(horizon, np.float32)
         done[-1] = 1
-        alone = compute_value_targets(values[rows], cols[REWARDS][u], done, np.zeros(horizon, np.float32), 0.9, 0.8)
+        alone = compute_value_targets(
+            values[rows], cols[Columns.REWARDS][u], done, np.zeros(horizon, np.float32), 0.9, 0.8
+        )
         np.testing.assert_allclose(flat[rows], alone, rtol=1e-6)
-    # The learner's vectorised GAE for such dense batches gives the same targets.
-    from fairrec_ray.fcpo.cpo import gae
-    from fairrec_ray.fcpo.learner import _dense_episodes
+    assert episode_length(batch[Columns.TERMINATEDS]) == horizon
+    _, returns = gae_targets(batch[Columns.REWARDS], values, batch[Columns.TERMINATEDS], 0.9, 0.8)
+    np.testing.assert_allclose(returns, flat, rtol=1e-5)
 
-    term = batch[Columns.TERMINATEDS].astype(np.float32)
-    assert _dense_episodes(term, batch[Columns.TRUNCATEDS], batch[Columns.LOSS_MASK], horizon)
-    assert not _dense_episodes(term, batch[Columns.TRUNCATEDS], batch[Columns.LOSS_MASK], horizon + 1)
-    _, returns = gae(cols[REWARDS], values.reshape(users, horizon), term.reshape(users, horizon), 0.9, 0.8)
-    np.testing.assert_allclose(returns.reshape(-1), flat, rtol=1e-5)
+
+def _dataset(sequences: dict[int, list[tuple[int, float]]], n_items: int):
+    """Users -> [(item, rating)] in time order."""
+    import pandas as pd
+
+    from fairrec_ray.data import RecDataset
+
+    rows = [(u, i, r, k) for u, seq in sequences.items() for k, (i, r) in enumerate(seq)]
+    inter = pd.DataFrame(rows, columns=["user_idx", "item_idx", "rating", "timestamp"])
+    users = pd.DataFrame({"user_idx": range(len(sequences)), "raw_id": [str(u) for u in sequences], "gender": 0})
+    items = pd.DataFrame(
+        {"item_idx": range(n_items), "raw_id": [str(i) for i in range(n_items)], "title": "", "genres": ""}
+    )
+    return RecDataset("toy", inter, users, items, {"gender": ("F", "M")}).validate()
+
+
+def test_validation_part_comes_from_the_end_of_train_and_each_period_masks_its_past():
+    from fairrec_ray.fcpo.env_data import build_env_data
+    from fairrec_ray.fcpo.settings import EnvDataOptions
+
+    seq = [(i, 5.0 if i % 4 else 2.0) for i in range(1, 12)]  # positives 1 2 3 5 6 7 9 10 11
+    ds = _dataset({0: seq, 1: [(i, 5.0) for i in (12, 13, 1, 2, 3, 4, 5)]}, n_items=14)
+    options = EnvDataOptions(valid_share=0.25, emb_dim=2, exposure_feature=0.0)
+    data = build_env_data(ds, options)
+    # user 0: rest = 7 9 10 11 -> train 7 9 | valid 10 | test 11 (the test part as without validation)
+    assert data.train_positives.rows_of(np.array([0]))[1].tolist() == [7, 9]
+    assert data.valid_positives.rows_of(np.array([0]))[1].tolist() == [10]
+    assert data.test_positives.rows_of(np.array([0]))[1].tolist() == [11]
+    assert data.valid_start[0].tolist() == [3, 5, 6, 7, 9] and data.test_start[0].tolist() == [5, 6, 7, 9, 10]
+    assert data.eval_users("valid").tolist() == [0]  # user 1 (2 later positives) has no validation item
+    for split, consumed in (("valid", {1, 2, 3, 5, 6, 7, 9}), ("test", {1, 2, 3, 5, 6, 7, 9, 10})):
+        env = RecVectorEnv(data, num_envs=1, top_k=1, horizon=1, split=split)
+        env.reset(options={"users": np.array([0])})
+        assert set(np.flatnonzero(env.shown[0].numpy())) == consumed, split
+    without = build_env_data(ds, EnvDataOptions(valid_share=0.0, emb_dim=2, exposure_feature=0.0))
+    assert without.test_start[0].tolist() == [5, 6, 7, 9, 10] and without.valid_start is None
+    assert without.train_positives.rows_of(np.array([0]))[1].tolist() == [7, 9, 10]
+    with pytest.raises(ConfigError, match=r"split: got 'valid' but the env data has no validation part"):
+        RecVectorEnv(without, num_envs=1, top_k=1, horizon=1, split="valid")
+
+
+def test_every_fcpo_config_knob_is_a_job_key_with_one_default_and_rule():
+    import inspect
+
+    from fairrec_ray.config import build_config
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
+    from fairrec_ray.fcpo.job import FCPOJobConfig
+    from fairrec_ray.fcpo.settings import SETTINGS_KEYS
+
+    training = set(inspect.signature(FCPOConfig.training).parameters) - {"self", "kwargs"}
+    recommendation = set(inspect.signature(FCPOConfig.recommendation).parameters) - {"self", "data"}
+    assert training | recommendation == set(SETTINGS_KEYS)
+    job, config = FCPOJobConfig(), FCPOConfig()
+    assert {key: getattr(job, key) for key in SETTINGS_KEYS} == {key: getattr(config, key) for key in SETTINGS_KEYS}
+    given = {"line_search_steps": "7", "line_search_decay": 0.5, "actor_prior": "none", "fast_rollouts": "false",
+             "critic_minibatch_size": "none", "feasible_margin": 0.1}  # fmt: skip
+    job = build_config(FCPOJobConfig, given, "sweep trial")
+    assert (job.line_search_steps, job.actor_prior, job.fast_rollouts, job.critic_minibatch_size) == (
+        7,
+        "none",
+        False,
+        None,
+    )
+    with pytest.raises(ConfigError, match=r"sweep trial: line_search_decay: got 1.5; expected in \(0, 1\)"):
+        build_config(FCPOJobConfig, {"line_search_decay": 1.5}, "sweep trial")
+    with pytest.raises(ConfigError, match=r"^line_search_decay: got 1.5; expected in \(0, 1\)"):
+        FCPOConfig().training(line_search_decay=1.5)
+
+
+def test_one_alpha_rule_with_one_error_everywhere():
+    from fairrec_ray.fcpo.algorithm import FCPOConfig
+    from fairrec_ray.fcpo.cpo import cost_limit_from_alpha
+    from fairrec_ray.fcpo.job import FCPOJobConfig
+
+    messages = set()
+    for make in (
+        lambda: FCPOJobConfig(alpha=-1.0),
+        lambda: FCPOConfig().training(alpha=-1.0),
+        lambda: cost_limit_from_alpha(-1.0, k=10, horizon=10),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            make()
+        messages.add(str(exc.value))
+    assert messages == {
+        "alpha: got -1.0; expected a finite number > 0 (popular share <= alpha/(1+alpha)), or none for no constraint"
+    }
+
+
+def test_shards_cover_every_user_once():
+    from fairrec_ray.fcpo.env_runner import shard_users
+
+    for n_users, runners in ((64, 2), (65, 2), (10, 3), (7, 7)):
+        shards = [shard_users(n_users, runners, i) for i in range(1, runners + 1)]
+        assert sorted(np.concatenate(shards).tolist()) == list(range(n_users))
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert shard_users(5, 0, 0).tolist() == list(range(5))  # the local runner without remote ones
+
+
+def test_feasible_prior_offset_meets_the_target_from_the_safe_side():
+    from fairrec_ray.fcpo.embeddings import fold_in_query
+    from fairrec_ray.fcpo.module import ResidualActor
+    from fairrec_ray.fcpo.prior import calibrate_exposure_offset, prior_mean, sampled_episode_cost
+
+    data = planted_env_data(n_users=128, exposure_scale=1.0)
+    query = fold_in_query(data.item_emb, data.mf_reg, data.train_start)
+    kwargs = {"top_k": 4, "horizon": 3, "gamma_c": 1.0, "log_std": -0.5}
+    start = sampled_episode_cost(data, query, 0.0, **kwargs)
+    target = 0.5 * start
+    offset = calibrate_exposure_offset(data, query, target, **kwargs)
+    assert offset < 0
+    assert target - 0.05 <= sampled_episode_cost(data, query, offset, **kwargs) <= target
+    assert calibrate_exposure_offset(data, query, 2 * start, **kwargs) == 0.0  # the prior already meets it
+    # prior_mean is the actor the module builds with that offset
+    obs_dim = data.n_start * data.dim + 1
+    actor = ResidualActor(obs_dim, (8,), data.action_dim, query, exposure_offset=offset)
+    obs = torch.randn(6, obs_dim)
+    torch.testing.assert_close(actor(obs), prior_mean(obs, torch.from_numpy(query), data.action_dim, offset))
+
+
+def test_default_env_runners_need_free_cores_besides_the_central_learner():
+    from fairrec_ray.fcpo.job import FCPOJobConfig, default_env_runners
+
+    assert FCPOJobConfig().num_env_runners is None  # resolved from the Ray the job runs on
+    assert [default_env_runners(cpus) for cpus in (1, 2, 3, 4, 16)] == [0, 0, 0, 2, 2]

@@ -84,7 +84,10 @@ class FCPOSplit:
     """FCPO data (reference protocol): per kept user, time-ordered positives; the first
     ``n_start`` form the training start state; the rest split ``train_share`` / rest in time into
     train and test feedback; the test start state is the last ``n_start`` items before the test
-    feedback (the end of ``start + train``)."""
+    feedback (the end of ``start + train + valid``). With ``valid_share > 0`` the end of the train
+    part (that share of the later positives, leaving at least one train positive) is held out as
+    validation feedback, with its own start state (the last ``n_start`` items before it); the test
+    part is the same with or without validation. Users with few positives may have none."""
 
     users: np.ndarray
     train_start: np.ndarray  # [n_users, n_start] item indices
@@ -93,6 +96,8 @@ class FCPOSplit:
     test_positives: list[np.ndarray]
     positive_threshold: float
     n_dropped: int
+    valid_start: np.ndarray | None = None  # [n_users, n_start] when valid_share > 0
+    valid_positives: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -104,37 +109,47 @@ class FCPOSplit:
 
 
 def fcpo_split(
-    dataset: RecDataset, positive_threshold: float = 4.0, n_start: int = 5, train_share: float = 0.8
+    dataset: RecDataset,
+    positive_threshold: float = 4.0,
+    n_start: int = 5,
+    train_share: float = 0.8,
+    valid_share: float = 0.0,
 ) -> FCPOSplit:
     """Users need ``n_start`` positives plus at least one train and one test positive."""
     if not 0.0 < train_share < 1.0:
         raise DataError(f"fcpo_split: train_share must be in (0, 1), got {train_share}")
+    if not 0.0 <= valid_share < train_share:
+        raise DataError(f"fcpo_split: valid_share must be in [0, train_share), got {valid_share}")
     if n_start < 1:
         raise DataError(f"fcpo_split: n_start must be >= 1, got {n_start}")
     positives = dataset.interactions[dataset.interactions["rating"] >= positive_threshold]
     ordered = positives.sort_values(["user_idx", "timestamp"], kind="stable")
     user_col, item_col = ordered["user_idx"].to_numpy(), ordered["item_idx"].to_numpy()
     bounds = np.searchsorted(user_col, np.arange(dataset.n_users + 1))
-    users, tr_start, tr_pos, te_start, te_pos = [], [], [], [], []
+    users, tr_start, tr_pos, va_start, va_pos, te_start, te_pos = [], [], [], [], [], [], []
     for u in range(dataset.n_users):
         seq = item_col[bounds[u] : bounds[u + 1]]
         rest = seq[n_start:]
         if len(rest) < 2:
             continue
-        n_train = min(max(1, int(round(train_share * len(rest)))), len(rest) - 1)
+        n_before_test = min(max(1, int(round(train_share * len(rest)))), len(rest) - 1)
+        n_train = n_before_test - min(int(round(valid_share * len(rest))), n_before_test - 1)
         users.append(u)
         tr_start.append(seq[:n_start])
         tr_pos.append(rest[:n_train])
-        te_start.append(seq[n_train : n_start + n_train])
-        te_pos.append(rest[n_train:])
+        va_start.append(seq[n_train : n_start + n_train])
+        va_pos.append(rest[n_train:n_before_test])
+        te_start.append(seq[n_before_test : n_start + n_before_test])
+        te_pos.append(rest[n_before_test:])
     if not users:  # raised before the "dropped" log so a CLI prints one line
         raise _not_applicable(dataset, positive_threshold, n_start, int(np.diff(bounds).max(initial=0)))
     n_dropped = dataset.n_users - len(users)
     if n_dropped:
         log.info("fcpo_split: dropped %d users with < %d positives", n_dropped, n_start + 2)
+    valid = valid_share > 0
     return FCPOSplit(
         np.asarray(users, np.int64), np.stack(tr_start), tr_pos, np.stack(te_start), te_pos,
-        positive_threshold, n_dropped,
+        positive_threshold, n_dropped, np.stack(va_start) if valid else None, va_pos if valid else None,
     )  # fmt: skip
 
 

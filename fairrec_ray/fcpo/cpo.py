@@ -23,6 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fairrec_ray.errors import ConfigError
+from fairrec_ray.fcpo.settings import check_alpha
+
 __all__ = [
     "CPOCase",
     "CPOStep",
@@ -309,7 +312,6 @@ def backtracking_line_search(
     *,
     decay: float = 0.8,
     max_steps: int = 15,
-    recovery: bool = False,
     kl_slack: float = 1.0,
     baseline: tuple[float, float] | None = None,
 ) -> LineSearchResult:
@@ -318,10 +320,14 @@ def backtracking_line_search(
     ``evaluate(params) -> (reward_surrogate, cost_surrogate, mean_kl)`` at ``params`` (no side
     effects). A candidate is accepted when, measured at exactly the parameters returned:
 
-    * ``kl <= kl_slack * max_kl``;
-    * ``reward_surrogate - reward0 >= 0`` (skipped when ``recovery``: the step only fixes cost);
-    * ``cost_surrogate - cost0 <= max(-c, 0)``: stays linearly feasible if ``c <= 0``, does not
-      increase cost if already violating (``c > 0``).
+    * ``kl <= kl_slack * max_kl`` (always);
+    * ``cost_surrogate - cost0 <= max(-c, 0)`` (always): stays linearly feasible if ``c <= 0``,
+      does not increase cost if already violating (``c > 0``);
+    * ``reward_surrogate - reward0 >= 0`` only when the current policy is feasible (``c <= 0``:
+      ``FEASIBLE_*`` and ``UNCONSTRAINED`` with ``c = -inf``). When it violates the limit
+      (``INFEASIBLE_RECOVERY``, ``VIOLATED_RECOVERABLE``) the step must first restore
+      feasibility and may give up reward: Achiam et al. 2017 and safety-starter-agents'
+      ``optim_case > 1`` rule.
 
     ``baseline = (reward0, cost0)`` avoids one extra ``evaluate(theta0)``. Non-finite
     measurements reject the candidate. On failure ``theta0`` is returned with ``accepted=False``.
@@ -334,6 +340,7 @@ def backtracking_line_search(
         reward0, cost0 = baseline
     else:
         reward0, cost0, _ = evaluate(theta0)
+    check_reward = float(c) <= 0
     cost_budget = max(-float(c), 0.0)
     kl_limit = kl_slack * max_kl
     for i in range(max_steps):
@@ -343,7 +350,7 @@ def backtracking_line_search(
         d_reward, d_cost = reward - reward0, cost - cost0
         if not all(math.isfinite(v) for v in (d_reward, d_cost, kl)):
             continue
-        if kl <= kl_limit and (recovery or d_reward >= 0) and d_cost <= cost_budget:
+        if kl <= kl_limit and (d_reward >= 0 or not check_reward) and d_cost <= cost_budget:
             return LineSearchResult(candidate, True, frac, i, d_reward, d_cost, kl)
     return LineSearchResult(theta0.clone(), False, 0.0, max_steps, 0.0, 0.0, 0.0)
 
@@ -416,11 +423,9 @@ def cost_limit_from_alpha(alpha: float, k: int, horizon: int, gamma_c: float = 1
     ``d = sum_{t<T} gamma_c^t * alpha' * K = alpha' K (1 - gamma_c^T) / (1 - gamma_c)``
     (``= alpha' K T`` for ``gamma_c = 1``), with K items recommended per step and T steps.
     """
-    if not (isinstance(alpha, int | float | np.floating) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(
-            f"alpha must be a finite number > 0 (got {alpha!r}): the popular-item share is "
-            "limited to alpha/(1+alpha); e.g. alpha=0.25 allows 20% popular items"
-        )
+    if alpha is None:
+        raise ConfigError("alpha: got None; a cost limit needs a finite number > 0")
+    check_alpha(float(alpha) if isinstance(alpha, np.floating) else alpha)
     if k < 1 or horizon < 1:
         raise ValueError(f"k and horizon must be >= 1 (got k={k}, horizon={horizon})")
     if not 0 < gamma_c <= 1:

@@ -6,7 +6,7 @@ feedback, never the test feedback) by alternating ridge regressions (PureSVD-sty
 
     U = R V (V^T V + reg I)^-1,    V = R^T U (U^T U + reg I)^-1
 
-Dense, vectorised, deterministic for a seed; a few ms on ML-100K. Results are cached on disk
+Dense, vectorised, deterministic for a seed. Results are cached on disk
 (``$FAIRREC_CACHE``) keyed by the data and the hyper-parameters, and in memory per process.
 """
 

@@ -36,6 +36,7 @@ from fairrec_ray.errors import ConfigError
 from fairrec_ray.fcpo.env_data import RecEnvData, Split
 
 INFO_COST = "cost"
+INFO_USER = "user"  # reset info: the user row of each sub-env
 
 
 def check_env_sizes(n_items: int, n_start: int, top_k: int, horizon: int) -> None:
@@ -56,7 +57,7 @@ class RecVectorEnv(gym.vector.VectorEnv):
 
     Users are drawn at each reset without replacement (cycling through a seeded permutation of
     ``users``), or pinned with ``reset(options={"users": rows})`` for evaluation. The train split
-    masks the start state; the test split also masks the train feedback (already consumed).
+    masks the start state; the validation and test splits also mask what was consumed before them.
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
@@ -118,7 +119,7 @@ class RecVectorEnv(gym.vector.VectorEnv):
             raise ConfigError(f"reset: got {len(self.rows)} users for a vector of {self.num_envs}")
         self._load_users(self.rows)
         self._needs_reset = False
-        return self._observe(), {INFO_COST: np.zeros(self.num_envs, np.float32)}
+        return self._observe(), {INFO_COST: np.zeros(self.num_envs, np.float32), INFO_USER: self.rows.copy()}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._needs_reset:  # NEXT_STEP autoreset: this step only resets

@@ -1,6 +1,8 @@
-"""Test-time evaluation of an FCPO policy (or any scoring rule) by a deterministic test rollout.
+"""Evaluation of an FCPO policy (or any scoring rule) by a deterministic rollout on the validation or
+test split.
 
-Every test user starts from their test start state; each of the T steps recommends K unseen items.
+Every user with a held-out positive in the split starts from that split's start state; each of
+the T steps recommends K unseen items.
 The rollout's ranked list is the step-major concatenation (step 1's K items in rank order, then
 step 2's, ...). Ranking metrics at N use its first N entries; recall's denominator is the user's
 held-out positives counted *before* the rollout (the reference counted after, inflating recall).
@@ -38,7 +40,7 @@ REWARD_MEAN = "reward"
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 
 
-def module_policy(module: Any) -> PolicyFn:
+def mean_action_policy(module: Any) -> PolicyFn:
     """Deterministic policy: the Gaussian actor's mean."""
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -49,7 +51,7 @@ def module_policy(module: Any) -> PolicyFn:
     return act
 
 
-def algo_policy(algo: Any) -> PolicyFn:
+def learner_policy(algo: Any) -> PolicyFn:
     """The learner's current actor (works for num_learners 0 or 1 and any number of EnvRunners)."""
     from ray.rllib.core import DEFAULT_MODULE_ID
 
@@ -57,7 +59,7 @@ def algo_policy(algo: Any) -> PolicyFn:
     module = spec.build()
     module.set_state(algo.learner_group.get_weights()[DEFAULT_MODULE_ID])
     module.eval()
-    return module_policy(module)
+    return mean_action_policy(module)
 
 
 def _spaces(data: RecEnvData) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def _spaces(data: RecEnvData) -> dict[str, Any]:
     return {DEFAULT_MODULE_ID: (env.single_observation_space, env.single_action_space)}
 
 
-def rollout(
+def policy_rollout(
     data: RecEnvData,
     policy: PolicyFn,
     top_k: int,
@@ -76,10 +78,11 @@ def rollout(
     batch_size: int = 2048,
     gamma_c: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Run every user of ``split`` once; returns ``recommended`` [U, T*K], ``relevant`` [U, I] bool
-    (held-out positives before the rollout), ``n_relevant`` [U], ``reward`` [U], ``cost`` [U],
-    ``cost_discounted`` [U]."""
-    n_users = data.n_users
+    """Run every user of ``split`` with a held-out positive (``data.eval_users``) once; returns
+    ``recommended`` [U, T*K], ``relevant`` [U, I] bool (held-out positives before the rollout),
+    ``n_relevant`` [U], ``reward`` [U], ``cost`` [U], ``cost_discounted`` [U]."""
+    users = data.eval_users(split)
+    n_users = len(users)
     recommended = np.zeros((n_users, horizon * top_k), np.int64)
     relevant = np.zeros((n_users, data.n_items), bool)
     n_relevant = np.zeros(n_users, np.int64)
@@ -87,7 +90,7 @@ def rollout(
     for lo in range(0, n_users, batch_size):
         rows = np.arange(lo, min(lo + batch_size, n_users))
         env = RecVectorEnv(data, num_envs=len(rows), top_k=top_k, horizon=horizon, split=split)
-        obs, _ = env.reset(options={"users": rows})
+        obs, _ = env.reset(options={"users": users[rows]})
         relevant[rows] = env.remaining.numpy()
         n_relevant[rows] = env.n_positives
         for t in range(horizon):
@@ -106,7 +109,7 @@ def rollout(
     }
 
 
-def evaluate_policy(
+def policy_metrics(
     data: RecEnvData,
     policy: PolicyFn,
     top_k: int,
@@ -117,11 +120,13 @@ def evaluate_policy(
     split: Split = "test",
 ) -> dict[str, float]:
     """Ranking metrics at each N in ``at`` (capped at T*K) plus exposure and cost metrics."""
-    out = rollout(data, policy, top_k, horizon, split=split, gamma_c=gamma_c)
-    return summarize(out, data, cost_limit, at)
+    out = policy_rollout(data, policy, top_k, horizon, split=split, gamma_c=gamma_c)
+    return rollout_metrics(out, data, cost_limit, at)
 
 
-def summarize(out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, at: Sequence[int]) -> dict[str, float]:
+def rollout_metrics(
+    out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, at: Sequence[int]
+) -> dict[str, float]:
     recommended = out["recommended"]
     result: dict[str, float] = {}
     for n in sorted({min(int(k), recommended.shape[1]) for k in at}):
@@ -136,25 +141,28 @@ def summarize(out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, a
     return result
 
 
-def static_rollout(
+def fixed_score_rollout(
     data: RecEnvData,
     scores: np.ndarray,
     top_k: int,
     horizon: int,
     popular_share: float | None = None,
     gamma_c: float = 1.0,
+    split: Split = "test",
 ) -> dict[str, np.ndarray]:
-    """The test rollout of a non-RL baseline with fixed per-user ``scores`` [U, I] (MostPop, MF).
+    """The rollout of a non-RL baseline with fixed per-user ``scores`` [n_users, I] (MostPop, MF)
+    on the users of ``split`` with a held-out positive.
 
     Same masking as the env (start state + history; nothing shown twice). With ``popular_share``
     the lists are fairly re-ranked: by step t at most ``floor(share * K * (t + 1))`` popular items
     in total, the freed slots going to the best long-tail items (greedy, score order).
     """
-    probe = RecVectorEnv(data, num_envs=data.n_users, top_k=top_k, horizon=horizon, split="test")
-    probe.reset(options={"users": np.arange(data.n_users)})
+    users = data.eval_users(split)
+    probe = RecVectorEnv(data, num_envs=len(users), top_k=top_k, horizon=horizon, split=split)
+    probe.reset(options={"users": users})
     relevant = probe.remaining.numpy().copy()
-    base = np.where(probe.shown.numpy(), -np.inf, scores.astype(np.float64))
-    n, rows = data.n_users, np.arange(data.n_users)[:, None]
+    base = np.where(probe.shown.numpy(), -np.inf, scores[users].astype(np.float64))
+    n, rows = len(users), np.arange(len(users))[:, None]
     used = np.zeros(n, np.int64)
     recommended = np.zeros((n, horizon * top_k), np.int64)
     cost, cost_disc = np.zeros(n), np.zeros(n)

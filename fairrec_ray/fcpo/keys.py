@@ -5,7 +5,7 @@ CPO_CASE = "cpo_case"  # int value of fcpo.cpo.CPOCase
 CPO_KL = "mean_kl"  # measured KL of the accepted step
 CPO_STEP_FRACTION = "step_fraction"  # accepted fraction of the full step (0 = rejected)
 CPO_ACCEPTED = "step_accepted"
-CPO_C = "constraint_c"  # c = J_C - d (discounted, per episode)
+CPO_C = "constraint_c"  # c = J_C - (1 - cost_margin) * d (discounted, per episode)
 CPO_NU = "cpo_nu"
 CPO_LAM = "cpo_lam"
 REWARD_SURROGATE_GAIN = "reward_surrogate_gain"
@@ -24,8 +24,9 @@ NUM_EPISODES = "fcpo_num_episodes"
 TS_EPISODE_COST = "fcpo_ts_episode_cost_discounted"
 TS_NUM_EPISODES = "fcpo_ts_num_episodes"
 
-# Train-batch columns added by the FCPO learner connectors.
+# Train-batch columns added by the FCPO learner connectors / the columnar rollout.
 COSTS = "costs"
+USERS = "users"  # user rows of a columnar rollout (one per episode)
 COST_DISCOUNT = "cost_discount"  # gamma_c^t of each row (0 on the artificial bootstrap row)
 COST_ADVANTAGES = "cost_advantages"
 COST_VALUE_TARGETS = "cost_value_targets"

@@ -1,15 +1,18 @@
-"""``FCPOTorchLearner``: one CPO step for the actor, then critic regression.
+"""``FCPOTorchLearner``: critic regression, advantages, then one CPO step for the actor.
 
-The learner orchestrates; the math lives in ``fcpo.cpo`` (CG, damped Fisher products, the CPO
-sub-problem, the line search) and ``fcpo.surrogates`` (surrogates and KL as pure functions of the
-actor's parameters). ``_update`` replaces RLlib's optimizer step:
+The learner orchestrates; the math lives in ``fcpo.advantages`` (GAE, reward standardised, cost
+centred), ``fcpo.cpo`` (CG, damped Fisher products, the CPO sub-problem, the line search) and
+``fcpo.surrogates`` (surrogates and KL as pure functions of the actor's parameters). ``_update``
+replaces RLlib's optimizer step:
 
-1. g = grad of the reward surrogate, b = grad of the cost surrogate (``torch.autograd.grad``);
-2. H^-1 g, H^-1 b by conjugate gradient on damped Fisher-vector products (double backward of KL);
-3. ``solve_cpo_step`` with c = J_C - d (J_C arrives in ``timesteps``: the batch's mean discounted
+1. value targets with the current critics; fit both critics (closed-form per-step baseline, then
+   Adam on their MLPs); advantages with the fitted critics;
+2. g = grad of the reward surrogate, b = grad of the cost surrogate (``torch.autograd.grad``);
+3. H^-1 g, H^-1 b by conjugate gradient on damped Fisher-vector products (double backward of KL);
+4. ``solve_cpo_step`` with c = J_C - d (J_C arrives in ``timesteps``: the batch's mean discounted
    episode cost), then a backtracking line search that measures, at exactly the parameters it
-   would apply, KL <= delta and the cost surrogate (and reward improvement unless recovering);
-4. write the accepted parameters in place; fit both critics with their registered Adam.
+   would apply, KL <= delta and the cost surrogate (see ``cpo.backtracking_line_search``);
+5. write the accepted parameters in place.
 """
 
 from __future__ import annotations
@@ -17,25 +20,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
-from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate, GeneralAdvantageEstimation
+from ray.rllib.connectors.learner import AddOneTsToEpisodesAndTruncate
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
-from ray.rllib.evaluation.postprocessing import Postprocessing
-from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from fairrec_ray.fcpo import keys
-from fairrec_ray.fcpo.connectors import AddCostsFromInfos, CostAdvantageEstimation
+from fairrec_ray.fcpo.advantages import estimate_advantages
+from fairrec_ray.fcpo.connectors import AddCostsFromInfos
 from fairrec_ray.fcpo.cpo import (
     CPOCase,
     backtracking_line_search,
     conjugate_gradient,
     fisher_vector_product,
-    gae,
     solve_cpo_step,
 )
 from fairrec_ray.fcpo.surrogates import PolicyBatch, policy_terms
@@ -45,8 +45,8 @@ class FCPOTorchLearner(TorchLearner):
     def build(self) -> None:
         threads = getattr(self.config, "learner_torch_threads", 1)
         if threads:
-            # Small MLPs on ~10k rows: one thread is fastest, and on a shared/loaded machine two
-            # threads were measured 30x slower (20 critic steps: 19 s vs 0.6 s).
+            # Small MLPs on ~10k rows: one thread is fastest, and far faster on a loaded machine
+            # (measured: README, FCPO benchmark).
             torch.set_num_threads(int(threads))
         super().build()
         self._episode_cost = 0.0
@@ -56,12 +56,6 @@ class FCPOTorchLearner(TorchLearner):
             self._learner_connector.prepend(AddOneTsToEpisodesAndTruncate())
             self._learner_connector.insert_after(
                 AddOneTsToEpisodesAndTruncate, AddCostsFromInfos(gamma_c=self.config.gamma_c)
-            )
-            self._learner_connector.append(
-                GeneralAdvantageEstimation(gamma=self.config.gamma_r, lambda_=self.config.gae_lambda)
-            )
-            self._learner_connector.append(
-                CostAdvantageEstimation(gamma=self.config.gamma_c, lambda_=self.config.gae_lambda)
             )
 
     @classmethod
@@ -86,69 +80,46 @@ class FCPOTorchLearner(TorchLearner):
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict[str, Any], fwd_out: Any) -> Any:
         """Critic regression: 0.5 * MSE(V_R, reward targets) + 0.5 * MSE(V_C, cost targets)."""
         module = self.module[module_id].unwrapped()
-        mask = batch[Columns.LOSS_MASK]
-        v = module.compute_values(batch)[mask]
-        vc = module.compute_cost_values(batch)[mask]
-        loss_r = torch.mean((v - batch[Postprocessing.VALUE_TARGETS][mask]) ** 2)
-        loss_c = torch.mean((vc - batch[keys.COST_VALUE_TARGETS][mask]) ** 2)
+        loss_r = torch.mean((module.compute_values(batch) - batch[Columns.VALUE_TARGETS]) ** 2)
+        loss_c = torch.mean((module.compute_cost_values(batch) - batch[keys.COST_VALUE_TARGETS]) ** 2)
         return 0.5 * (loss_r + loss_c)
 
     def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:
         module_id = DEFAULT_MODULE_ID
         module = self.module[module_id].unwrapped()
         config = self.config.get_config_for_module(module_id)
-        module_batch = batch[module_id]
-        # Critics first, then advantages from the fitted critics, then the CPO step: with the
-        # connectors' advantages (old critics) the first iterations' cost advantages were
-        # time-structure noise (std 21 vs a per-step cost std of 0.9), and the CPO step fitted it.
-        if Postprocessing.VALUE_TARGETS not in module_batch:  # a ready batch (fast rollouts): no connectors ran
-            self._recompute_advantages(module, module_batch, config)
-        loss = self._fit_critics(module_id, module_batch, config)
-        self._recompute_advantages(module, module_batch, config)
-        self._cpo_step(module, module_batch, config)
+        rows = real_rows(batch[module_id])
+        # Targets from the current critics, fit the critics, then advantages from the fitted
+        # critics for the CPO step: with the old critics' advantages the first iterations' cost
+        # advantages were time-structure noise (std 21 vs a per-step cost std of 0.9).
+        self._set_advantages(module, rows, config)
+        loss = self._fit_critics(module_id, rows, config)
+        self._set_advantages(module, rows, config)
+        self._cpo_step(module, rows, config)
         return {}, {module_id: loss}, {}
 
-    def _recompute_advantages(self, module: Any, b: dict[str, Any], config: Any) -> None:
-        """GAE for reward (standardised over real rows) and cost (centred only) with the critics
-        just fitted; same maths as the GAE connectors."""
-        real = b[Columns.LOSS_MASK].bool()
+    def _set_advantages(self, module: Any, rows: dict[str, Any], config: Any) -> None:
         with torch.no_grad():
-            values = module.compute_values(b)
-            cost_values = module.compute_cost_values(b)
-        terminateds, truncateds = _np(b[Columns.TERMINATEDS]), _np(b[Columns.TRUNCATEDS])
-        dense = _dense_episodes(terminateds, truncateds, _np(b[Columns.LOSS_MASK]), config.horizon)
-        for column, target_column, signal, v, gamma, scale in (
-            (Postprocessing.ADVANTAGES, Postprocessing.VALUE_TARGETS, Columns.REWARDS, values, config.gamma_r, True),
-            (keys.COST_ADVANTAGES, keys.COST_VALUE_TARGETS, keys.COSTS, cost_values, config.gamma_c, False),
-        ):
-            v_np = _np(v)
-            if dense:  # [users, T] table: GAE vectorised over users (same maths, no per-row loop)
-                shape = (-1, config.horizon)
-                _, returns = gae(_np(b[signal]).reshape(shape), v_np.reshape(shape), terminateds.reshape(shape),
-                                 gamma, config.gae_lambda)  # fmt: skip
-                targets = returns.reshape(-1).astype(np.float32)
-            else:
-                targets = compute_value_targets(
-                    values=v_np, rewards=_np(b[signal]), terminateds=terminateds, truncateds=truncateds,
-                    gamma=gamma, lambda_=config.gae_lambda,
-                )  # fmt: skip
-            adv = torch.from_numpy((targets - v_np).astype("float32")).to(v.device)
-            adv = adv - adv[real].mean()
-            if scale:
-                adv = adv / (adv[real].std() + 1e-8)
-            b[column] = adv
-            b[target_column] = torch.from_numpy(targets.astype("float32")).to(v.device)
+            values, cost_values = module.compute_values(rows), module.compute_cost_values(rows)
+        adv = estimate_advantages(
+            _np(rows[Columns.REWARDS]), _np(rows[keys.COSTS]), _np(values), _np(cost_values),
+            _np(rows[Columns.TERMINATEDS]), gamma_r=config.gamma_r, gamma_c=config.gamma_c, lam=config.gae_lambda,
+        )  # fmt: skip
+        device = values.device
+        rows[Columns.ADVANTAGES] = torch.from_numpy(adv.reward).to(device)
+        rows[keys.COST_ADVANTAGES] = torch.from_numpy(adv.cost).to(device)
+        rows[Columns.VALUE_TARGETS] = torch.from_numpy(adv.reward_targets).to(device)
+        rows[keys.COST_VALUE_TARGETS] = torch.from_numpy(adv.cost_targets).to(device)
 
-    def _cpo_step(self, module: Any, b: dict[str, Any], config: Any) -> None:
-        mask = b[Columns.LOSS_MASK]
+    def _cpo_step(self, module: Any, rows: dict[str, Any], config: Any) -> None:
         with torch.no_grad():
-            old = module.dist_inputs(b[Columns.OBS][mask])
+            old = module.dist_inputs(rows[Columns.OBS])
         data = PolicyBatch(
-            obs=b[Columns.OBS][mask],
-            actions=b[Columns.ACTIONS][mask],
-            reward_adv=b[Postprocessing.ADVANTAGES][mask],
-            cost_adv=b[keys.COST_ADVANTAGES][mask],
-            cost_weight=b[keys.COST_DISCOUNT][mask],
+            obs=rows[Columns.OBS],
+            actions=rows[Columns.ACTIONS],
+            reward_adv=rows[Columns.ADVANTAGES],
+            cost_adv=rows[keys.COST_ADVANTAGES],
+            cost_weight=rows[keys.COST_DISCOUNT],
             old_dist_inputs=old,
             num_episodes=self._num_episodes,
         )
@@ -163,10 +134,10 @@ class FCPOTorchLearner(TorchLearner):
         fvp = fisher_vector_product(lambda: policy_terms(module, params, fisher_data)[2], params, config.damping)
         h_inv_g = conjugate_gradient(fvp, g, config.cg_iters)
         h_inv_b = conjugate_gradient(fvp, b_grad, config.cg_iters) if constrained else torch.zeros_like(g)
-        c = self._episode_cost - config.cost_limit if constrained else 0.0
+        c = self._episode_cost - (1.0 - config.cost_margin) * config.cost_limit if constrained else 0.0
         step = solve_cpo_step(g, b_grad, c, h_inv_g, h_inv_b, config.max_kl)
 
-        def evaluate(flat: torch.Tensor) -> tuple[float, float, float]:
+        def measure(flat: torch.Tensor) -> tuple[float, float, float]:
             with torch.no_grad():
                 r, co, kl = policy_terms(module, _unflatten(flat, params), data)
             return float(r), float(co), float(kl)
@@ -174,39 +145,31 @@ class FCPOTorchLearner(TorchLearner):
         result = backtracking_line_search(
             theta0,
             step.x.to(theta0.dtype),
-            evaluate,
+            measure,
             config.max_kl,
             c if constrained else -math.inf,
             decay=config.line_search_decay,
             max_steps=config.line_search_steps,
-            recovery=step.case == CPOCase.INFEASIBLE_RECOVERY,
             baseline=(float(reward.detach()), float(cost.detach())),
         )
         with torch.no_grad():
             vector_to_parameters(result.params, params)
         self._log_step(step.case, step.lam, step.nu, c, result, module)
 
-    def _fit_critics(self, module_id: str, b: dict[str, Any], config: Any) -> torch.Tensor:
-        n = int(b[Columns.OBS].shape[0])
-        size = config.critic_minibatch_size or n
+    def _fit_critics(self, module_id: str, rows: dict[str, Any], config: Any) -> torch.Tensor:
+        """Per-step baselines in closed form, then ``critic_iters`` Adam passes over the MLPs."""
         module = self.module[module_id].unwrapped()
-        real = b[Columns.LOSS_MASK].bool()
-        with torch.no_grad():  # closed-form per-step baselines: mean residual target at each t
-            for critic, targets in ((module.vf, b[Postprocessing.VALUE_TARGETS]),
-                                    (module.cost_vf, b[keys.COST_VALUE_TARGETS])):  # fmt: skip
-                obs = b[Columns.OBS][real]
-                residual = targets[real] - critic.mlp(obs).squeeze(-1)
-                index = critic.step_index(obs)
-                sums = torch.zeros_like(critic.table).index_add_(0, index, residual)
-                counts = torch.zeros_like(critic.table).index_add_(0, index, torch.ones_like(residual))
-                critic.table.copy_(torch.where(counts > 0, sums / counts.clamp(min=1), critic.table))
+        obs = rows[Columns.OBS]
+        module.vf.fit_step_baseline(obs, rows[Columns.VALUE_TARGETS])
+        module.cost_vf.fit_step_baseline(obs, rows[keys.COST_VALUE_TARGETS])
+        n = int(obs.shape[0])
+        size = config.critic_minibatch_size or n
+        columns = (Columns.OBS, Columns.VALUE_TARGETS, keys.COST_VALUE_TARGETS)
         loss = torch.zeros(())
         for _ in range(config.critic_iters):
             order = torch.randperm(n) if size < n else torch.arange(n)
             for start in range(0, n, size):
-                idx = order[start : start + size]
-                mini = {k: b[k][idx] for k in (Columns.OBS, Columns.LOSS_MASK, Postprocessing.VALUE_TARGETS,
-                                                keys.COST_VALUE_TARGETS)}  # fmt: skip
+                mini = {k: rows[k][order[start : start + size]] for k in columns}
                 loss = self.compute_loss_for_module(module_id=module_id, config=config, batch=mini, fwd_out=None)
                 self.apply_gradients(self.compute_gradients({module_id: loss}))
         return loss.detach()
@@ -240,13 +203,12 @@ def _unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tenso
     return out
 
 
-def _dense_episodes(terminateds: Any, truncateds: Any, loss_mask: Any, horizon: int) -> bool:
-    """True for a columnar batch: whole T-step episodes back to back, no padding rows."""
-    n = len(terminateds)
-    if n == 0 or n % horizon or not loss_mask.all() or truncateds.any():
-        return False
-    ends = terminateds.reshape(-1, horizon)
-    return bool(ends[:, -1].all() and ends.sum() == n // horizon)
+def real_rows(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The columns the update reads, without RLlib's artificial bootstrap rows (loss mask False):
+    whole episodes in time order, each ending on a terminated row, as in a columnar batch."""
+    names = (Columns.OBS, Columns.ACTIONS, Columns.REWARDS, keys.COSTS, keys.COST_DISCOUNT, Columns.TERMINATEDS)
+    mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch else None
+    return {k: batch[k] if mask is None or bool(mask.all()) else batch[k][mask] for k in names}
 
 
 def _np(x: torch.Tensor) -> Any:

@@ -24,8 +24,10 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from fairrec_ray.fcpo.settings import FCPOSettings
+
 COST_VF_PREDS = "cost_vf_preds"
-DEFAULT_INIT_LOG_STD = -0.5
+DEFAULT_INIT_LOG_STD = FCPOSettings().init_log_std
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
@@ -40,7 +42,9 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 class ResidualActor(nn.Module):
     """Mean of the Gaussian policy: ``prior(s) + mlp(s)``; ``prior`` is a linear layer or absent."""
 
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...], act_dim: int, prior_query: Any = None) -> None:
+    def __init__(
+        self, obs_dim: int, hidden: tuple[int, ...], act_dim: int, prior_query: Any = None, exposure_offset: float = 0.0
+    ) -> None:
         super().__init__()
         self.mlp = mlp(obs_dim, hidden, act_dim)
         self.prior: nn.Linear | None = None
@@ -53,10 +57,12 @@ class ResidualActor(nn.Module):
             self.prior = nn.Linear(obs_dim, act_dim)
             with torch.no_grad():
                 # obs = [e_1, ..., e_n, t/T]: the same query matrix on every window slot, 0 on t/T;
-                # extra action coordinates (the exposure offset) start at 0 = plain MF ranking.
+                # extra action coordinates (the exposure offset) start at ``exposure_offset``
+                # (0 = plain MF ranking; fcpo.prior calibrates a feasible one).
                 self.prior.weight.zero_()
                 self.prior.weight[:dim].copy_(torch.cat([query] * n_window + [torch.zeros(dim, 1)], dim=1))
                 self.prior.bias.zero_()
+                self.prior.bias[dim:] = float(exposure_offset)
                 last = self.mlp[-1]
                 last.weight.zero_()
                 last.bias.zero_()
@@ -71,7 +77,7 @@ class TimeBaselineCritic(nn.Module):
     plus an MLP for the rest. Returns of a T-step episode are dominated by the steps left (values
     0..~90 on ML-100K); a tanh MLP alone did not learn that in tens of Adam steps (residual std =
     target std), which left the cost advantages pure time-structure noise. The learner sets
-    ``table`` in closed form (per-step mean residual) before the MLP's gradient steps."""
+    ``table`` in closed form (``fit_step_baseline``) before the MLP's gradient steps."""
 
     def __init__(self, obs_dim: int, hidden: tuple[int, ...], horizon: int) -> None:
         super().__init__()
@@ -85,18 +91,31 @@ class TimeBaselineCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mlp(obs).squeeze(-1) + self.table[self.step_index(obs)]
 
+    @torch.no_grad()
+    def fit_step_baseline(self, obs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Closed form for ``table``: at each step t, the mean of ``targets - mlp(obs)`` over the
+        rows at t (least squares in ``table`` with the MLP fixed); steps without rows keep theirs."""
+        residual = targets - self.mlp(obs).squeeze(-1)
+        index = self.step_index(obs)
+        sums = torch.zeros_like(self.table).index_add_(0, index, residual)
+        counts = torch.zeros_like(self.table).index_add_(0, index, torch.ones_like(residual))
+        self.table.copy_(torch.where(counts > 0, sums / counts.clamp(min=1), self.table))
+
 
 class FCPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """``model_config``: ``actor_hidden`` (default (64, 64)), ``critic_hidden`` ((64, 64)),
-    ``init_log_std`` (-0.5), ``horizon`` (T, for the critics' per-step baseline),
-    ``prior_query`` ([dim, dim] or None: see the module docstring)."""
+    ``init_log_std`` (``FCPOSettings``' default), ``horizon`` (T, for the critics' per-step baseline),
+    ``prior_query`` ([dim, dim] or None: see the module docstring), ``prior_exposure_offset``
+    (start of the exposure coordinate, 0 = MF ranking; ``fcpo.prior``)."""
 
     def setup(self) -> None:
         cfg = dict(self.model_config or {})
         obs_dim = int(self.observation_space.shape[0])
         act_dim = int(self.action_space.shape[0])
         hidden = tuple(cfg.get("actor_hidden", (64, 64)))
-        self.pi = ResidualActor(obs_dim, hidden, act_dim, cfg.get("prior_query"))
+        self.pi = ResidualActor(
+            obs_dim, hidden, act_dim, cfg.get("prior_query"), float(cfg.get("prior_exposure_offset", 0.0))
+        )
         self.log_std = nn.Parameter(torch.full((act_dim,), float(cfg.get("init_log_std", DEFAULT_INIT_LOG_STD))))
         if not self.inference_only:
             critic_hidden = tuple(cfg.get("critic_hidden", (64, 64)))
