@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fairrec_ray.cli import ArgumentParser, run_main
-from fairrec_ray.config import add_config_arguments, resolve_config
-from fairrec_ray.fcpo.job import FCPOJobConfig, run_fcpo
-
-__all__ = ["FCPOJobConfig", "main", "run_fcpo"]  # re-exported for fairrec_ray.sweep_trials
 
 
 def main(argv: Sequence[str]) -> int:
+    # imported here, so an untested Ray is reported by run_main as one line (fairrec_ray.deps)
+    from fairrec_ray.config import add_config_arguments, resolve_config
+    from fairrec_ray.fcpo.job import FCPOJobConfig, run_fcpo
+
     parser = ArgumentParser(prog="python -m fairrec_ray.train_fcpo", description=__doc__.split("\n")[0])
     add_config_arguments(parser, FCPOJobConfig)
     run_fcpo(resolve_config(FCPOJobConfig, parser.parse_args(argv)))

@@ -94,8 +94,8 @@ def test_cli_writes_results_and_a_checkpoint_that_restores_the_policy(tmp_path):
     during training, test once at the end; the checkpoint restores the exact final policy."""
     from fairrec_ray.fcpo.algorithm import FCPO
     from fairrec_ray.fcpo.evaluation import learner_policy, policy_metrics
-    from fairrec_ray.fcpo.job import RESULTS_FILE, build_job_env_data
-    from fairrec_ray.train_fcpo import FCPOJobConfig, main
+    from fairrec_ray.fcpo.job import RESULTS_FILE, FCPOJobConfig, build_job_env_data
+    from fairrec_ray.train_fcpo import main
 
     out = tmp_path / "run"
     argv = [

@@ -64,7 +64,7 @@ def run_cfp_trial(config: dict[str, Any], folder: Path) -> dict[str, float]:
 
 
 def run_fcpo_trial(config: dict[str, Any], folder: Path) -> dict[str, float]:
-    from fairrec_ray.train_fcpo import FCPOJobConfig, run_fcpo
+    from fairrec_ray.fcpo.job import FCPOJobConfig, run_fcpo
 
     results = run_fcpo(build_config(FCPOJobConfig, {**config, "output": str(folder / "fcpo")}, "sweep trial"))
     return {
@@ -83,7 +83,7 @@ FCPO_METRICS = (
 JOBS: dict[str, SweepJob] = {
     "cfp": SweepJob("cfp", "fairrec_ray.cfp.config:CFPConfig", "fairrec_ray.sweeps.jobs:run_cfp_trial", CFP_METRICS),
     "fcpo": SweepJob(
-        "fcpo", "fairrec_ray.train_fcpo:FCPOJobConfig", "fairrec_ray.sweeps.jobs:run_fcpo_trial", FCPO_METRICS
+        "fcpo", "fairrec_ray.fcpo.job:FCPOJobConfig", "fairrec_ray.sweeps.jobs:run_fcpo_trial", FCPO_METRICS
     ),
 }
 
