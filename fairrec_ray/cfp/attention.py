@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 PREFIX_IMPL = "fairrec_prefix_"
 SUPPORTED_BASES = ("eager", "sdpa")
@@ -78,7 +79,8 @@ def eager_attention(
 
 
 def _base_function(base: str) -> Callable[..., Any]:
-    return eager_attention if base == "eager" else AttentionInterface._global_mapping[base]
+    # T5's eager attention is local to its module: ours above is the same formula
+    return eager_attention if base == "eager" else ALL_ATTENTION_FUNCTIONS[base]
 
 
 def _causal_mask(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:

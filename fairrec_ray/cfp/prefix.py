@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from peft import PrefixTuningConfig, TaskType
@@ -143,7 +143,8 @@ def weights_file(side: Side) -> str:
 
 def self_attention_modules(stack: nn.Module) -> list[nn.Module]:
     """The self-attention module of every block of a T5 stack (``block[i].layer[0]``)."""
-    return [block.layer[0].SelfAttention for block in stack.block]
+    blocks = cast(list[Any], stack.block)  # T5Stack.block: an nn.ModuleList of T5Block
+    return [block.layer[0].SelfAttention for block in blocks]
 
 
 # stack -> the injector attached to it: a second prompt on the same backbone replaces the first

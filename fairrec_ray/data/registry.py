@@ -39,8 +39,9 @@ def load_dataset(
         raise DataError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
     if name == "synthetic":
         return generate_synthetic(replace(synthetic or SyntheticConfig(), seed=seed))
+    files = DATASETS[name] or ()
     if data_dir is None:
-        raise DataError(f"dataset {name!r} needs --data-dir pointing at its files ({', '.join(DATASETS[name])})")
+        raise DataError(f"dataset {name!r} needs --data-dir pointing at its files ({', '.join(files)})")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found")
@@ -52,7 +53,7 @@ def load_dataset(
             return load_movielens_1m(data_dir)
         return load_insurance(data_dir, seed=seed)
 
-    sources = [data_dir / f for f in DATASETS[name]]
+    sources = [data_dir / f for f in files]
     missing = [p for p in sources if not p.is_file()]
     if missing or not use_cache:
         return build()  # the loader names the missing file

@@ -17,7 +17,7 @@ import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -373,8 +373,14 @@ def gae(
     latter being the critic's regression target.
     """
     is_torch = isinstance(rewards, Tensor)
+    rewards_f: Any
+    values_f: Any
+    notdone: Any
+    next_v: Any
+    adv: Any
+    last: Any
     if is_torch:
-        rewards_f = rewards.double()
+        rewards_f = torch.as_tensor(rewards).double()
         values_f = torch.as_tensor(values).double()
         notdone = 1.0 - torch.as_tensor(terminateds).double()
         next_v = torch.as_tensor(bootstrap_value, dtype=torch.float64).expand(rewards_f.shape[:-1])
@@ -400,8 +406,8 @@ def gae(
         next_v = values_f[..., t]
     returns = adv + values_f
     if is_torch:
-        return adv.to(rewards.dtype), returns.to(rewards.dtype)  # type: ignore[return-value]
-    return adv, returns  # type: ignore[return-value]
+        return adv.to(rewards.dtype), returns.to(rewards.dtype)
+    return adv, returns
 
 
 def standardize(x: ArrayT, eps: float = 1e-8) -> ArrayT:

@@ -41,8 +41,8 @@ def als_factorize(
     rng = np.random.default_rng(seed)
     n_users, n_items = matrix.shape
     r = matrix.astype(np.float64)
-    v = rng.normal(0.0, 0.1, size=(n_items, dim))
-    u = np.zeros((n_users, dim))
+    v: np.ndarray = rng.normal(0.0, 0.1, size=(n_items, dim))
+    u: np.ndarray = np.zeros((n_users, dim))
     eye = reg * np.eye(dim)
     for _ in range(iters):
         u = np.linalg.solve(v.T @ v + eye, (r @ v).T).T

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -166,7 +166,7 @@ def build_env_data(
     item_emb, mf_reg = item_emb * scale, opts.mf_reg * scale**2
     popular = popular_items(split.train_item_counts(n_items), top_share=opts.popular_share)
     # Each evaluation period's history: everything consumed before it, minus its start state.
-    before_test, valid = train_lists, {}
+    before_test, valid = train_lists, cast(dict[str, Any], {})
     if split.valid_start is not None and split.valid_positives is not None:
         before_test = [np.concatenate([t, v]) for t, v in zip(train_lists, split.valid_positives, strict=True)]
         valid = {

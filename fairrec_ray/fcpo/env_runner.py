@@ -17,7 +17,7 @@ used when ``fast_rollouts`` is False) are the parent's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ def shard_users(n_users: int, num_env_runners: int, worker_index: int) -> np.nda
 
 
 class FCPOEnvRunner(SingleAgentEnvRunner):
+    env: Any  # RLlib's attribute (a gymnasium VectorEnv wrapper, or None before make_env)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         seed = (self.config.seed or 0) * 1000 + (self.worker_index or 0)
@@ -70,7 +72,8 @@ class FCPOEnvRunner(SingleAgentEnvRunner):
         obs_np, _ = env.reset(seed=self._rollout_seed)  # the env reseeds only when the seed changes
         n, horizon = env.num_envs, env.horizon
         obs_all = np.empty((n, horizon, obs_np.shape[1]), np.float32)
-        act_all = np.empty((n, horizon, env.single_action_space.shape[0]), np.float32)
+        (act_dim,) = cast(tuple[int], env.single_action_space.shape)
+        act_all = np.empty((n, horizon, act_dim), np.float32)
         rew_all = np.empty((n, horizon), np.float32)
         cost_all = np.empty((n, horizon), np.float32)
         users = env.rows.copy()

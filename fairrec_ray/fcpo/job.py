@@ -138,6 +138,7 @@ def run_fcpo(job: FCPOJobConfig) -> dict[str, Any]:
     evaluated once, at the end; select settings on ``final_valid`` (empty when
     ``valid_share = 0``)."""
     from fairrec_ray.cli import init_ray, write_json_atomic
+    from fairrec_ray.fcpo.env_data import Split
     from fairrec_ray.fcpo.evaluation import learner_policy, policy_metrics
 
     data = build_job_env_data(job)
@@ -165,7 +166,7 @@ def run_fcpo(job: FCPOJobConfig) -> dict[str, Any]:
         "evaluations": [],
     }
 
-    def metrics_on(split: str, iteration: int) -> dict[str, float]:
+    def metrics_on(split: Split, iteration: int) -> dict[str, float]:
         at = (*EVAL_AT, job.top_k * job.horizon)
         metrics = policy_metrics(
             data, learner_policy(algo), job.top_k, job.horizon, config.cost_limit, job.gamma_c, at=at, split=split

@@ -64,6 +64,7 @@ class ResidualActor(nn.Module):
                 self.prior.bias.zero_()
                 self.prior.bias[dim:] = float(exposure_offset)
                 last = self.mlp[-1]
+                assert isinstance(last, nn.Linear)
                 last.weight.zero_()
                 last.bias.zero_()
 
