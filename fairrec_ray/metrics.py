@@ -279,9 +279,9 @@ def pareto_front(points: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[1] != len(maximize):
         raise ValueError(f"points must be [n, {len(maximize)}] to match maximize (got shape {pts.shape})")
     oriented = np.where(np.asarray(maximize, dtype=bool), pts, -pts)  # now larger is better
-    finite = ~np.isnan(oriented).any(axis=1)
+    finite = np.logical_not(np.isnan(oriented).any(axis=1))
     o = np.where(finite[:, None], oriented, -np.inf)
     geq = (o[:, None, :] >= o[None, :, :]).all(axis=2)  # geq[j, i]: j >= i everywhere
     gt = (o[:, None, :] > o[None, :, :]).any(axis=2)
     dominated = ((geq & gt) & finite[:, None]).any(axis=0)
-    return finite & ~dominated
+    return np.asarray(finite & ~dominated, dtype=bool)

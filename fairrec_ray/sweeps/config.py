@@ -76,7 +76,7 @@ def validate_space(key: str, spec: Any) -> None:
             raise ConfigError(f"search.{key}: type {kind} needs a non-empty list 'values'")
     else:
         low, high = spec.get("low"), spec.get("high")
-        if not all(isinstance(v, (int, float)) for v in (low, high)) or not low < high:
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
             raise ConfigError(f"search.{key}: type {kind} needs numbers low < high, got low={low!r} high={high!r}")
         if kind == "loguniform" and low <= 0:
             raise ConfigError(f"search.{key}: loguniform needs low > 0, got {low}")
