@@ -10,8 +10,6 @@ in a worker thread, so the replica keeps accepting and queueing requests meanwhi
 ``python -m fairrec_ray.serve``.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 from dataclasses import dataclass, fields
@@ -55,7 +53,7 @@ class AppArgs:
             raise ConfigError(f"batch_wait_timeout_s: got {self.batch_wait_timeout_s}; expected >= 0")
 
     @classmethod
-    def from_dict(cls, args: dict[str, Any]) -> AppArgs:
+    def from_dict(cls, args: dict[str, Any]) -> "AppArgs":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(args) - known)
         if unknown:
@@ -102,10 +100,16 @@ class FairRecommender:
         self.limits = self.core.options.limits
         self._batched.set_max_batch_size(args.max_batch_size)
         self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}  # this replica's, since it started
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        return {"status": "ok", "bundle": str(self.core.bundle.root.name), "device": str(self.core.device)}
+        return {
+            "status": "ok",
+            "device": str(self.core.device),
+            "max_batch_size": self.args.max_batch_size,
+            **self.stats,
+        }
 
     @api.get("/attributes")
     async def attributes(self) -> dict[str, Any]:
@@ -127,6 +131,9 @@ class FairRecommender:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _batched(self, queries: list[Query]) -> list[dict[str, Any]]:
+        self.stats["requests"] += len(queries)
+        self.stats["batches"] += 1
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(queries))
         return await asyncio.to_thread(self.core.recommend, queries)
 
 
