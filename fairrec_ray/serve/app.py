@@ -104,8 +104,11 @@ class FairRecommender:
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
+        import resource
+
         return {
             "status": "ok",
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
             "device": str(self.core.device),
             "max_batch_size": self.args.max_batch_size,
             **self.stats,
