@@ -26,6 +26,17 @@ def test_partition_is_disjoint_complete_stratified_and_seeded():
     assert not np.array_equal(other.heldout, part.heldout)
 
 
+def test_joint_partition_is_stratified_by_every_attribute():
+    rng = np.random.default_rng(0)
+    labels = np.stack([rng.integers(0, 7, 900), rng.integers(0, 2, 900), rng.integers(0, 5, 900)], axis=1)
+    part = partition_users(labels, valid_share=0.1, heldout_share=0.2, seed=0)
+    assert len(np.intersect1d(part.heldout, part.valid)) == len(np.intersect1d(part.heldout, part.train)) == 0
+    for column, slack in ((0, 1), (1, 7), (2, 7)):  # the first column exactly up to rounding, others per cell
+        total = np.bincount(labels[:, column])
+        held = np.bincount(labels[part.heldout, column], minlength=len(total))
+        assert np.all(np.abs(held - 0.2 * total) <= slack + 1e-9), (column, held, 0.2 * total)
+
+
 def test_partition_with_zero_shares_keeps_everyone_in_train():
     part = partition_users(np.array([0, 1, 0, 1]), valid_share=0.0, heldout_share=0.0, seed=0)
     assert part.train.tolist() == [0, 1, 2, 3] and len(part.valid) == len(part.heldout) == 0

@@ -195,26 +195,31 @@ class UserPartition:
 
 
 def partition_users(labels: np.ndarray, valid_share: float, heldout_share: float, seed: int) -> UserPartition:
-    """Stratified, seeded partition of ``len(labels)`` rows: within every class, a seeded
-    permutation gives ``round(heldout_share·n_c)`` rows to ``heldout``, ``round(valid_share·n_c)``
-    to ``valid`` and the rest to ``train`` (each part keeps the class mix up to rounding)."""
+    """Stratified, seeded partition of the rows of ``labels`` ([n] classes, or [n, k]: k attributes,
+    stratified jointly in column order).
+
+    Rows are ordered by their labels (lexicographically) with a seeded random order inside every
+    cell, then dealt out one by one to the part furthest below its quota ``(p + 1)·share`` (ties:
+    held-out, valid, train). Every prefix of that order — hence every class of the first column,
+    and every cell within ±1 — holds each part's share within one row; a class whose size times a
+    share is an integer gets exactly that many."""
     if not (0.0 <= valid_share < 1.0 and 0.0 <= heldout_share < 1.0 and valid_share + heldout_share < 1.0):
         raise DataError(
             f"partition_users: valid_share={valid_share}, heldout_share={heldout_share}; expected each in [0, 1) "
             "with a sum below 1"
         )
-    labels = np.asarray(labels)
+    labels = np.asarray(labels).reshape(len(labels), -1)
     rng = np.random.default_rng([seed, 20_11])
-    parts: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "heldout": []}
-    for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        n_held = int(round(heldout_share * len(rows)))
-        n_valid = int(round(valid_share * len(rows)))
-        parts["heldout"].append(rows[:n_held])
-        parts["valid"].append(rows[n_held : n_held + n_valid])
-        parts["train"].append(rows[n_held + n_valid :])
-    joined = {k: np.sort(np.concatenate(v)).astype(np.int64) if v else np.zeros(0, np.int64) for k, v in parts.items()}
-    return UserPartition(joined["train"], joined["valid"], joined["heldout"])
+    order = np.lexsort((rng.random(len(labels)), *labels.T[::-1]))
+    shares = np.array([heldout_share, valid_share, 1.0 - heldout_share - valid_share])
+    counts = np.zeros(3)
+    part = np.empty(len(labels), np.int64)
+    for position, row in enumerate(order):
+        chosen = int(np.argmax((position + 1) * shares - counts - 1e-9 * np.arange(3)))
+        counts[chosen] += 1
+        part[row] = chosen
+    rows = [np.flatnonzero(part == k).astype(np.int64) for k in range(3)]
+    return UserPartition(train=rows[2], valid=rows[1], heldout=rows[0])
 
 
 def subset_split(split: LeaveOneOutSplit, rows: np.ndarray) -> LeaveOneOutSplit:
