@@ -2,6 +2,7 @@
 protocols, and quality (hit@k, NDCG@k) of a P5 model vs MostPop vs BPR-MF on the same split.
 
     python bench/bench_p5.py [--quality-model runs/p5_ml100k/model --data-dir /path/ml-100k]
+    python bench/bench_p5.py --mix-throughput [--out bench_p5_mix.json]   # prompts/s of the family mix
 
 Prints one JSON object. Training throughput compares the *same* model, batch, thread count and
 examples: the bare loop calls ``train_epoch`` (the function the Ray Train loop runs) in this process;
@@ -15,23 +16,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fairrec_ray.cli import write_json_atomic  # noqa: E402
 from fairrec_ray.p5.baselines import bpr_scores, most_pop_scores  # noqa: E402
+from fairrec_ray.p5.batching import padding_share  # noqa: E402
 from fairrec_ray.p5.config import P5TrainConfig  # noqa: E402
 from fairrec_ray.p5.evaluate import evaluate_model, evaluate_scores  # noqa: E402
 from fairrec_ray.p5.examples import P5Collator, train_examples  # noqa: E402
-from fairrec_ray.p5.loop import make_optimizer, shard, steps_per_epoch, train_epoch  # noqa: E402
+from fairrec_ray.p5.loop import epoch_batches, make_optimizer, shard, steps_per_epoch, train_epoch  # noqa: E402
 from fairrec_ray.p5.model import build_p5, load_p5  # noqa: E402
 from fairrec_ray.p5.train import make_tokenizer, train_p5  # noqa: E402
 
@@ -39,8 +45,9 @@ from fairrec_ray.p5.train import make_tokenizer, train_p5  # noqa: E402
 class PeakRSS:
     """Samples the summed RSS of this process tree every 0.5 s."""
 
-    def __init__(self) -> None:
+    def __init__(self, tree: bool = True) -> None:
         self.peak = 0
+        self.tree = tree
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -48,7 +55,7 @@ class PeakRSS:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for p in [me, *me.children(recursive=True)]:
+            for p in [me, *(me.children(recursive=True) if self.tree else [])]:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
             self.peak = max(self.peak, total)
@@ -77,7 +84,8 @@ def bench_training(cfg: P5TrainConfig, out_root: Path) -> dict:
         speeds = []
         for epoch in range(1, cfg.epochs + 1):
             examples = shard(train_examples(split, tok, cfg.example_config(), cfg.seed, epoch), cfg.seed, epoch, 0, 1)
-            stats = train_epoch(model, opt, sched, examples, P5Collator(tok), cfg.batch_size, cfg.grad_clip, "cpu")
+            batches = epoch_batches(examples, tok, cfg.batch_size, cfg.length_bucketing, cfg.seed, epoch)
+            stats = train_epoch(model, opt, sched, batches, P5Collator(tok, user_mask=False), cfg.grad_clip, "cpu")
             speeds.append(stats.samples_per_s)
         return speeds[-1]
 
@@ -125,6 +133,73 @@ def bench_quality(model_dir: Path, cfg: P5TrainConfig) -> dict:
     return {name: {k: round(v, 4) for k, v in m.items() if k.startswith(("hit", "ndcg"))} for name, m in table.items()}
 
 
+def bench_mix_throughput(data_dir: str, users: int, prompts_per_user: int, batch_sizes: list[int]) -> dict:
+    """Prompts/s of the family mix (UP5: many short user-only prompts) on ML-100K (synthetic when
+    absent), tiny preset, one thread: ``train_epoch`` with length bucketing vs without, vs a bare
+    PyTorch loop over the same bucketed batches (collated beforehand: forward, backward, step only).
+    Peak RSS of this process per mode; ``uptime`` because the machine is shared."""
+    real = (Path(data_dir) / "u.data").is_file()
+    data = {"dataset": "movielens-100k", "data_dir": data_dir} if real else {"dataset": "synthetic"}
+    cfg = P5TrainConfig(
+        **data, user_indexing="independent", prompts_per_user=prompts_per_user, epochs=1, torch_threads=1,
+    )  # fmt: skip
+    dataset, split = cfg.load_split()
+    tok, _ = make_tokenizer(cfg, dataset, split)
+    examples = train_examples(split, tok, cfg.example_config(), cfg.seed, 1)
+    keep = {int(r) for r in np.random.default_rng(0).permutation(len(split))[:users]}
+    examples = [e for e in examples if e.row in keep]
+    examples = shard(examples, cfg.seed, 1, 0, 1)
+    src_lens = [len(ids) for ids in tok.encode_batch([e.source for e in examples])]
+    collate = P5Collator(tok, user_mask=False)
+    out: dict = {
+        "dataset": cfg.dataset, "users": len(keep), "prompts": len(examples), "prompts_per_user": prompts_per_user,
+        "mix": dict(zip(("sequential", "history", "yes_no", "choice"), cfg.mix)), "preset": cfg.preset,
+        "torch_threads": 1, "mean_source_tokens": float(np.mean(src_lens)), "uptime_before": _uptime(),
+    }  # fmt: skip
+
+    def ours(batch_size: int, bucketing: bool) -> dict:
+        model = build_p5(cfg.preset, tok, seed=cfg.seed)
+        opt, sched = make_optimizer(model, cfg, math.ceil(len(examples) / batch_size))
+        batches = epoch_batches(examples, tok, batch_size, bucketing, cfg.seed, 1)
+        idx = {id(e): i for i, e in enumerate(examples)}
+        share = padding_share([np.array([idx[id(e)] for e in b]) for b in batches], src_lens)
+        with PeakRSS(tree=False) as rss:
+            stats = train_epoch(model, opt, sched, batches, collate, cfg.grad_clip, "cpu")
+        return {"prompts_per_s": stats.samples_per_s, "source_padding_share": share, "peak_rss_mb": rss.peak / 2**20}
+
+    def bare(batch_size: int) -> dict:
+        model = build_p5(cfg.preset, tok, seed=cfg.seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        tensors = [collate(b) for b in epoch_batches(examples, tok, batch_size, True, cfg.seed, 1)]
+        model.train()
+        with PeakRSS(tree=False) as rss:
+            start = time.perf_counter()
+            for batch in tensors:
+                loss = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+                ).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            seconds = time.perf_counter() - start
+        return {"prompts_per_s": len(examples) / seconds, "peak_rss_mb": rss.peak / 2**20}
+
+    for bs in batch_sizes:
+        row = {"bucketing": ours(bs, True), "no_bucketing": ours(bs, False), "bare_bucketed": bare(bs)}
+        row["bucketing_vs_no_bucketing"] = row["bucketing"]["prompts_per_s"] / row["no_bucketing"]["prompts_per_s"]
+        row["ours_vs_bare"] = row["bucketing"]["prompts_per_s"] / row["bare_bucketed"]["prompts_per_s"]
+        out[f"batch_{bs}"] = row
+    best = max(out[f"batch_{bs}"]["bucketing"]["prompts_per_s"] for bs in batch_sizes)
+    n_users = len(split)
+    out["ml100k_minutes_for_1000_prompts_per_user_at_best"] = 1000 * n_users / best / 60
+    out["uptime_after"] = _uptime()
+    return out
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 def main() -> None:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -135,7 +210,22 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300, help="synthetic users of the throughput runs")
     parser.add_argument("--eval-users", type=int, default=200)
     parser.add_argument("--skip-throughput", action="store_true", help="only the --quality-model part")
+    parser.add_argument(
+        "--mix-throughput", action="store_true", help="only the family-mix prompts/s rows (bucketing vs not vs bare)"
+    )
+    parser.add_argument("--mix-users", type=int, default=60, help="users of the --mix-throughput epoch")
+    parser.add_argument("--mix-prompts-per-user", type=int, default=40)
+    parser.add_argument("--mix-batch-sizes", default="64,256")
+    parser.add_argument("--out", help="also write the JSON here (atomically)")
     args = parser.parse_args()
+    if args.mix_throughput:
+        torch.set_num_threads(1)
+        sizes = [int(b) for b in args.mix_batch_sizes.split(",") if b]
+        result = {
+            "mix_throughput": bench_mix_throughput(args.data_dir, args.mix_users, args.mix_prompts_per_user, sizes)
+        }
+        _emit(result, args.out)
+        return
     torch.set_num_threads(1)  # as the Ray workers; more threads only thrash on a shared CPU
     cfg = P5TrainConfig(
         dataset="synthetic", synthetic_users=args.users, synthetic_items=1000, synthetic_interactions=40,
@@ -158,7 +248,14 @@ def main() -> None:
         ml = P5TrainConfig(dataset="movielens-100k", data_dir=args.data_dir)
         result["eval_ml100k"] = bench_eval(Path(args.quality_model), ml, args.eval_users)
         result["quality_ml100k_test"] = bench_quality(Path(args.quality_model), ml)
-    print(json.dumps(result, indent=2))
+    _emit(result, args.out)
+
+
+def _emit(result: dict, path: str | None) -> None:
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        write_json_atomic(Path(path), result)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from fairrec_ray.sweep_trials import run_fcpo_trial
 
 from fairrec_ray.cli import init_ray
 from fairrec_ray.sweep import run_sweep
-from fairrec_ray.sweep_trials import run_fcpo_trial
 from fairrec_ray.sweeps import load_sweep, pareto_table
 
 CONFIG = Path(__file__).resolve().parents[1] / "tune_configs" / "fcpo_alpha.yaml"

@@ -66,6 +66,9 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("auc_ovr", False, "probe ROC-AUC, multi-class macro one-vs-rest"),
         MetricSpec("probe_auc", False, "CFP: max probe ROC-AUC over LR and MLP probes (OvO when multi-class)"),
         MetricSpec("probe_auc_ovr", False, "CFP: max probe ROC-AUC, multi-class macro one-vs-rest"),
+        MetricSpec("probe_leak", False, "CFP: max(probe AUC, 1 - probe AUC) (an inverted probe leaks too)"),
+        MetricSpec("encoder_probe_auc", False, "CFP: probe ROC-AUC on the mean of all encoder states"),
+        MetricSpec("encoder_probe_leak", False, "CFP: max(AUC, 1 - AUC) of the all-encoder-states probe"),
     )
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fairrec_ray.cfp.probe import oversample_balanced, probe_auc
+from fairrec_ray.cfp.probe import bootstrap_auc_ci, leak, oversample_balanced, probe_auc, rank_auc
 
 
 def features(n: int, classes: int, shift: float, dim: int = 8, seed: int = 0, p=None):
@@ -61,3 +61,42 @@ def test_bad_inputs_are_rejected():
         probe_auc(np.zeros((10, 2)), np.zeros(10, int))
     with pytest.raises(ValueError, match="features must be"):
         probe_auc(np.zeros((10, 2)), np.zeros(9, int))
+
+
+def test_leak_counts_an_inverted_probe_as_a_leak():
+    assert leak(0.2) == pytest.approx(0.8) and leak(0.7) == pytest.approx(0.7) and leak(0.5) == 0.5
+
+
+def test_bootstrap_interval_hand_cases():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    perfect = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.2, 0.8], [0.1, 0.9]])
+    assert bootstrap_auc_ci(labels, perfect, n_boot=50) == (1.0, 1.0)  # every resample ranks perfectly
+    assert bootstrap_auc_ci(labels, perfect[:, ::-1], n_boot=50) == (0.0, 0.0)  # inverted: AUC 0, a full leak
+    rng = np.random.default_rng(0)
+    small_y, big_y = rng.integers(0, 2, 60), rng.integers(0, 2, 2000)
+    small = bootstrap_auc_ci(small_y, rng.random((60, 2)), n_boot=200)
+    big = bootstrap_auc_ci(big_y, rng.random((2000, 2)), n_boot=200)
+    assert small[0] < 0.5 < small[1] and big[0] < 0.5 < big[1]  # noise: chance is inside
+    assert big[1] - big[0] < 0.5 * (small[1] - small[0])  # ~1/sqrt(n): 33x the users, ~1/6 the width
+
+
+def test_probe_reports_an_interval_over_the_probed_users():
+    x, y = features(300, 2, shift=0.6, seed=5)
+    result = probe_auc(x, y, folds=3, seed=1, probes=("logreg",))
+    low, high = result.auc_ci
+    assert low < result.auc < high and high - low < 0.25
+    assert result.as_dict()["probe_n_users"] == 300 and result.as_dict()["probe_leak"] == result.leak
+    fewer = probe_auc(x[:80], y[:80], folds=3, seed=1, probes=("logreg",))
+    assert fewer.n_users == 80 and fewer.auc_ci[1] - fewer.auc_ci[0] > high - low
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_rank_auc_matches_sklearn(classes):
+    from fairrec_ray.metrics import roc_auc
+
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, 300)
+    proba = rng.dirichlet(np.ones(classes), 300) + 0.3 * np.eye(classes)[y]
+    proba = proba / proba.sum(1, keepdims=True)
+    proba[:5] = proba[0]  # ties
+    assert rank_auc(y, proba) == pytest.approx(roc_auc(y, proba)["auc"], abs=1e-9)

@@ -54,6 +54,8 @@ def test_cfp_end_to_end_on_ray_train(backbone, tmp_path):
     assert all("valid_probe_auc" in e and "valid_hit@10" in e for e in on_disk["per_epoch"])
     # both ranks held identical prompts and an identical adversary (BatchNorm statistics included)
     assert all(e["rank_spread"] == 0.0 for e in on_disk["per_epoch"]), [e["rank_spread"] for e in on_disk["per_epoch"]]
+    # the λ = 0 control ran on Ray Train too, beside CFP; it keeps the backbone's leak (no adversary)
+    assert on_disk["control"]["after"]["probe_auc"] > after["probe_auc"], on_disk["control"]["after"]
     assert (out / "train_cfp.log").is_file()
 
     # the saved prompt restores the fair model: same representation as the job measured
@@ -70,7 +72,8 @@ def test_cfp_end_to_end_on_ray_train(backbone, tmp_path):
 @pytest.mark.usefixtures("ray_session")
 def test_local_mode_resumes_from_its_checkpoints(backbone, tmp_path):
     common = {**DATA, "backbone": str(backbone), "output": str(tmp_path / "out"), "num_workers": 0,
-              "probe_folds": 2, "samples_per_user": 1, "prefix_length": 2, "eval_every_epoch": False}  # fmt: skip
+              "probe_folds": 2, "samples_per_user": 1, "prefix_length": 2, "eval_every_epoch": False,
+              "control": False}  # fmt: skip
     first = run_cfp(build_config(CFPConfig, {**common, "epochs": 2}))
     assert [e["epoch"] for e in first["per_epoch"]] == [0, 1]
     second = run_cfp(build_config(CFPConfig, {**common, "epochs": 3}))
@@ -100,7 +103,8 @@ def test_prompt_mixture_protects_a_subset_of_attributes_at_once(backbone, tmp_pa
     gives exactly that attribute's own prompt."""
     from fairrec_ray.cfp.mixture_job import train_mixture
 
-    common = {**DATA, "backbone": str(backbone), "num_workers": 0, "probe_folds": 3, "eval_every_epoch": False}
+    common = {**DATA, "backbone": str(backbone), "num_workers": 0, "probe_folds": 3, "eval_every_epoch": False,
+              "control": False}  # fmt: skip
     single, dirs = {}, {}
     for attribute in ("gender", "age"):
         out = tmp_path / attribute

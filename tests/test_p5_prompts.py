@@ -36,7 +36,8 @@ def data():
 
 def test_template_ids_keep_the_papers_families():
     assert EVAL_TEMPLATE == "2-1"
-    assert {t.family for tid, t in TEMPLATES.items() if tid.startswith("2-")} == {"sequential"}
+    assert {t.family for tid, t in TEMPLATES.items() if tid.startswith("2-")} == {"sequential", "history"}
+    assert {tid for tid, t in TEMPLATES.items() if t.family == "history"} == {"2-14", "2-17", "2-18"}
     assert {t.family for tid, t in TEMPLATES.items() if tid.startswith("5-")} == {"direct"}
     text = TEMPLATES["2-1"].render(user="user_23", history="1 , 5 , 8")
     assert text.startswith("Given the following interaction history of user_23 : 1 , 5 , 8")

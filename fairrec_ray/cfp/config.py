@@ -94,6 +94,14 @@ class CFPConfig(DataOptions):
     num_beams: int = field(default=20, metadata=_help("beams for ranking evaluation"))
     probe_folds: int = field(default=5, metadata=_help("probe: stratified folds over users (1: one split)"))
     hit_bound: float = field(default=0.95, metadata=_help("best epoch: hit@10 >= bound × backbone's, then min AUC"))
+    # --- protocol (cfp/protocol.py): who trains, who selects the epoch, who is reported
+    heldout_share: float = field(
+        default=0.2, metadata=_help("users (stratified by attribute) never trained on; every test number is theirs")
+    )
+    valid_share: float = field(
+        default=0.2, metadata=_help("users (stratified) never trained on; the best epoch is chosen on them")
+    )
+    control: bool = field(default=True, metadata=_help("also train the λ = 0 control (rec loss only) for the table"))
     eval_every_epoch: bool = field(default=True, metadata=_help("probe + validation hit@k after every epoch"))
     # --- Ray
     num_workers: int = field(default=2, metadata=_help("Ray Train workers (0: run the loop in the driver)"))
@@ -129,6 +137,14 @@ class CFPConfig(DataOptions):
         need(self.grad_clip > 0, "grad_clip", "> 0")
         need(0 < self.hit_bound <= 1, "hit_bound", "in (0, 1]")
         need(self.probe_folds >= 1, "probe_folds", ">= 1")
+        need(0 <= self.heldout_share < 1, "heldout_share", "in [0, 1)")
+        need(0 <= self.valid_share < 1, "valid_share", "in [0, 1)")
+        need(self.valid_share + self.heldout_share < 1, "valid_share", f"< 1 - heldout_share ({self.heldout_share})")
+        need(
+            (self.valid_share > 0) == (self.heldout_share > 0),
+            "valid_share",
+            "> 0 with heldout_share > 0 (both 0: no protocol)",
+        )
         need(self.eval_users is None or self.eval_users >= 1, "eval_users", ">= 1 or None")
         need(self.synthetic_users >= 20, "synthetic_users", ">= 20")
         need(self.adversary_loss in ("negative", "uniform"), "adversary_loss", "negative or uniform")

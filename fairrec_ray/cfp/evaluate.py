@@ -17,32 +17,52 @@ from fairrec_ray.p5.evaluate import RANKING_KEYS
 
 PROBE_AUC = "probe_auc"
 PROBE_AUC_OVR = "probe_auc_ovr"
+PROBE_LEAK = "probe_leak"  # max(auc, 1 - auc)
+PROBE_CI = ("probe_auc_ci_low", "probe_auc_ci_high")  # 95 % bootstrap interval over the probed users
+ENCODER_PREFIX = "encoder_probe_"  # the same probe on the mean of all encoder states (reported at "test")
+ENCODER_PROBE_AUC, ENCODER_PROBE_LEAK = ENCODER_PREFIX + "auc", ENCODER_PREFIX + "leak"
 HIT_KEYS = RANKING_KEYS
 
 
 @torch.no_grad()
-def user_representations(model: CFPModel, data: CFPData, prompt: bool = True, stage: str = "test") -> np.ndarray:
-    """[n_split_users, d] mean-pooled encoder states over the user-id tokens (split order)."""
+def user_representations(
+    model: CFPModel, data: CFPData, prompt: bool = True, stage: str = "test", all_tokens: bool = False
+) -> np.ndarray:
+    """[n_split_users, d] mean-pooled encoder states over the user-id tokens (split order), or over
+    every input token with ``all_tokens`` (what an attacker reading the encoder could also use)."""
     was_training = model.training
     model.eval()
     context = contextlib.nullcontext() if prompt else model.disabled()
     out = []
     with context:
         for batch in data.user_batches(stage=stage):
-            out.append(model.encode_users(batch["input_ids"], batch["attention_mask"], batch["user_token_mask"]))
+            pool = batch["attention_mask"].bool() if all_tokens else batch["user_token_mask"]
+            out.append(model.encode_users(batch["input_ids"], batch["attention_mask"], pool))
     model.train(was_training)
     return torch.cat(out).float().cpu().numpy()
 
 
 def fairness_metrics(
-    model: CFPModel, data: CFPData, folds: int, seed: int, prompt: bool = True, stage: str = "test"
+    model: CFPModel,
+    data: CFPData,
+    folds: int,
+    seed: int,
+    prompt: bool = True,
+    stage: str = "test",
+    encoder_probe: bool = False,
 ) -> dict[str, float]:
+    """Probe metrics over ``data``'s users (pass ``data.users(part)`` for one part of them)."""
     from fairrec_ray.p5.examples import eval_rows
 
-    features = user_representations(model, data, prompt, stage)
     users = data.split.users[eval_rows(data.split, stage)]  # the rows user_batches(stage) renders
-    result = probe_auc(features, data.labels[users], folds=folds, seed=seed)
-    return result.as_dict()
+    labels = data.labels[users]
+    if (labels < 0).any():
+        raise ValueError("fairness_metrics: these users' labels are hidden here (held-out users in a training view)")
+    out = probe_auc(user_representations(model, data, prompt, stage), labels, folds=folds, seed=seed).as_dict()
+    if encoder_probe:
+        features = user_representations(model, data, prompt, stage, all_tokens=True)
+        out.update(probe_auc(features, labels, folds=folds, seed=seed).as_dict(ENCODER_PREFIX))
+    return out
 
 
 @torch.no_grad()
@@ -84,13 +104,13 @@ def cfp_ranking(
 
 
 def evaluate_cfp(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = True) -> dict[str, float]:
-    """Probe AUC + ranking metrics at ``stage`` ("valid" or "test").
+    """Probe AUC + ranking metrics at ``stage`` ("valid" or "test") over ``data``'s users: the
+    callers pass ``data.users("valid")`` at "valid" and ``data.users("heldout")`` at "test".
 
     The probe reads the ``stage``'s prompts (validation: history without the last two items) with
-    other folds at "valid" (seed + 1), so the best-epoch choice (on "valid") is not made on exactly
-    the numbers reported for "test"."""
+    other folds at "valid" (seed + 1); at "test" the all-encoder-states probe is added."""
     probe_seed = config.seed + (1 if stage == "valid" else 0)
-    out = fairness_metrics(model, data, config.probe_folds, probe_seed, prompt, stage)
+    out = fairness_metrics(model, data, config.probe_folds, probe_seed, prompt, stage, encoder_probe=stage == "test")
     max_users = config.eval_users if stage == "valid" else None
     out.update(
         cfp_ranking(

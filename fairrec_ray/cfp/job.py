@@ -1,5 +1,9 @@
 """The CFP job (driver side): backbone -> baseline evaluation -> Ray Train -> best epoch -> final
-evaluation -> ``results.json`` + ``prompt/``.
+evaluation -> (the λ = 0 control, the same way) -> ``results.json`` + ``prompt/``.
+
+Users (``cfp.data``): prompts and discriminator train on the *train* users only; every per-epoch
+and baseline validation number is measured on the *valid* users; every test number (backbone, CFP,
+control) on the *held-out* users, whom training never sees.
 
 Best epoch (declared rule): among adversarial epochs whose validation hit@10 is at least
 ``hit_bound`` × the backbone's, the one with the lowest validation probe AUC; if none reaches the
@@ -8,6 +12,7 @@ bound, the one with the highest validation hit@10; without per-epoch evaluation,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -15,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from fairrec_ray.cfp.config import CFPConfig
-from fairrec_ray.cfp.evaluate import HIT_KEYS, PROBE_AUC, PROBE_AUC_OVR, evaluate_cfp
+from fairrec_ray.cfp.data import CFPData
+from fairrec_ray.cfp.evaluate import (
+    ENCODER_PROBE_AUC,
+    ENCODER_PROBE_LEAK,
+    HIT_KEYS,
+    PROBE_AUC,
+    PROBE_AUC_OVR,
+    PROBE_CI,
+    PROBE_LEAK,
+    evaluate_cfp,
+)
 from fairrec_ray.cfp.loop import train_loop, train_loop_per_worker
 from fairrec_ray.cfp.state import STATE_FILE, DriverInputs, build_models, load_state
 from fairrec_ray.cli import write_json_atomic
@@ -28,6 +43,8 @@ RESULTS_FILE = "results.json"
 PROMPT_DIR = "prompt"
 LOG_FILE = "train_cfp.log"
 RUN_NAME = "cfp"
+CONTROL_RUN_NAME = "cfp_control"  # the λ = 0 control's Train run, beside the CFP run in storage
+HEADLINE_KEYS = (PROBE_AUC, *PROBE_CI, PROBE_LEAK, PROBE_AUC_OVR, ENCODER_PROBE_AUC, ENCODER_PROBE_LEAK, *HIT_KEYS)
 # May change when a run in the same --output is resumed: where it runs, not what it computes; and
 # `epochs`, so a finished run can be trained on (epochs before it are taken from its checkpoints).
 OPERATIONAL_KEYS = ("address", "num_workers", "cpus_per_worker", "use_gpu", "max_failures", "storage_path", "epochs")
@@ -57,11 +74,13 @@ def _record(state: dict[str, Any]) -> EpochRecord:
     return EpochRecord(state["epoch"], state["metrics"], state)
 
 
-def _train(config: CFPConfig, loop_config: dict[str, Any], storage: Path) -> list[EpochRecord]:
+def _train(
+    config: CFPConfig, loop_config: dict[str, Any], storage: Path, run_name: str = RUN_NAME
+) -> list[EpochRecord]:
     """Run the loop (in this process for ``num_workers=0``, else on Ray Train workers) and return
     every epoch's checkpoint."""
     if config.num_workers == 0:
-        context = LocalContext(storage / RUN_NAME / "local_checkpoints")
+        context = LocalContext(storage / run_name / "local_checkpoints")
         train_loop(loop_config, context)
         return [_record(load_state(folder)) for folder in context.checkpoints()]
 
@@ -77,7 +96,7 @@ def _train(config: CFPConfig, loop_config: dict[str, Any], storage: Path) -> lis
             resources_per_worker={"CPU": config.cpus_per_worker},
         ),
         run_config=RunConfig(
-            name=RUN_NAME,
+            name=run_name,
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
@@ -93,18 +112,46 @@ def _train(config: CFPConfig, loop_config: dict[str, Any], storage: Path) -> lis
 
 
 def _headline(metrics: dict[str, float]) -> dict[str, float]:
-    keys = (PROBE_AUC, PROBE_AUC_OVR, *HIT_KEYS)
-    return {k: metrics[k] for k in keys if k in metrics}
+    return {k: metrics[k] for k in HEADLINE_KEYS if k in metrics}
 
 
-def format_table(before: dict[str, float], after: dict[str, float], attribute: str) -> str:
-    rows = [k for k in (PROBE_AUC, PROBE_AUC_OVR, *HIT_KEYS) if k in before or k in after]
-    lines = [f"{'test (' + attribute + ')':<18}{'backbone':>10}{'CFP':>10}{'ratio':>8}"]
+def format_table(
+    before: dict[str, float], after: dict[str, float], attribute: str, control: dict[str, float] | None = None
+) -> str:
+    """backbone | CFP | ratio (| λ = 0 control): every CFP row beside its control's."""
+    rows = [k for k in HEADLINE_KEYS if k in before or k in after]
+    nan = float("nan")
+    head = f"{'held-out (' + attribute + ')':<22}{'backbone':>10}{'CFP':>10}{'ratio':>8}"
+    lines = [head + (f"{'λ=0 ctrl':>10}" if control is not None else "")]
     for key in rows:
-        b, a = before.get(key, float("nan")), after.get(key, float("nan"))
-        ratio = a / b if b else float("nan")
-        lines.append(f"{key:<18}{b:>10.4f}{a:>10.4f}{ratio:>8.3f}")
+        b, a = before.get(key, nan), after.get(key, nan)
+        ratio = a / b if b else nan
+        line = f"{key:<22}{b:>10.4f}{a:>10.4f}{ratio:>8.3f}"
+        lines.append(line + (f"{control.get(key, nan):>10.4f}" if control is not None else ""))
     return "\n".join(lines)
+
+
+def control_config(config: CFPConfig) -> CFPConfig:
+    """The λ = 0 control: the same prompts trained on the recommendation loss alone."""
+    return dataclasses.replace(config, discriminator_weight=0.0, control=False)
+
+
+def train_and_select(
+    config: CFPConfig, loop_config: dict[str, Any], storage: Path, run_name: str, backbone_valid_hit: float | None
+) -> tuple[EpochRecord, list[EpochRecord], float]:
+    """Train, then pick the best epoch by the declared rule (validation users only): (best,
+    every epoch's record, training seconds)."""
+    started = time.perf_counter()
+    records = _train(config, {**loop_config, "config": config}, storage, run_name)
+    if not records:
+        raise RuntimeError("training reported no checkpoint")
+    best = choose_best(records, backbone_valid_hit, config.hit_bound, config.disc_warmup_epochs)
+    return best, sorted(records, key=lambda r: r.epoch), time.perf_counter() - started
+
+
+def final_valid(best: EpochRecord) -> dict[str, Any]:
+    """The chosen epoch's validation-user metrics (what a sweep selects on)."""
+    return {k.removeprefix("valid_"): v for k, v in best.metrics.items() if k.startswith("valid_")}
 
 
 def run_cfp(config: CFPConfig) -> dict[str, Any]:
@@ -128,8 +175,11 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
         loaded = load_cfp_split(config)  # the driver is the only process that reads the data
         # The unfair baseline through the same code: prompts built but switched off.
         model, _, data = build_models(config, str(backbone_dir), loaded=loaded)
-        baseline_valid = evaluate_cfp(model, data, config, "valid", prompt=False) if config.eval_every_epoch else {}
-        baseline = evaluate_cfp(model, data, config, "test", prompt=False)
+        valid_users, heldout_users = data.users("valid"), data.users("heldout")
+        baseline_valid = (
+            evaluate_cfp(model, valid_users, config, "valid", prompt=False) if config.eval_every_epoch else {}
+        )
+        baseline = evaluate_cfp(model, heldout_users, config, "test", prompt=False)
         log.info("cfp: backbone test %s", _headline(baseline))
         del model
 
@@ -137,15 +187,13 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
         inputs = DriverInputs.read(backbone_dir, loaded)
         storage = Path(config.storage_path or output / "ray").resolve()
         loop_config = {"config": config, "inputs": ray.put(inputs) if config.num_workers else inputs}
-        t_train = time.perf_counter()
-        records = _train(config, loop_config, storage)
-        t_train = time.perf_counter() - t_train
-        if not records:
-            raise RuntimeError("training reported no checkpoint")
-        best = choose_best(records, baseline_valid.get("hit@10"), config.hit_bound, config.disc_warmup_epochs)
+        best, records, t_train = train_and_select(config, loop_config, storage, RUN_NAME, baseline_valid.get("hit@10"))
         best_state = best.state
         fair, _, data = build_models(config, str(backbone_dir), best_state, loaded)
-        final = evaluate_cfp(fair, data, config, "test", prompt=True)
+        final = evaluate_cfp(fair, data.users("heldout"), config, "test", prompt=True)
+        control = None
+        if config.control:  # λ = 0 itself needs no second run: the job is its own control
+            control = _control(config, loop_config, storage, baseline_valid, str(backbone_dir), loaded, final, best)
         meta = {"attribute": config.attribute, "epoch": best.epoch, "backbone": str(backbone_dir)}
         fair.save_prompt(output / PROMPT_DIR, meta)
         results = {
@@ -155,18 +203,22 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
             "n_classes": data.n_classes,
             "protocol": config.protocol,
             "best_epoch": best.epoch,
-            "best_rule": "min valid probe AUC s.t. valid hit@10 >= hit_bound x backbone's (else max hit@10)",
-            "per_epoch": [r.metrics for r in sorted(records, key=lambda r: r.epoch)],
+            "best_rule": "min valid probe AUC s.t. valid hit@10 >= hit_bound x backbone's (else max hit@10), "
+            "on the validation users",
+            "users": users_summary(data),
+            "per_epoch": [r.metrics for r in records],
             "backbone": {"valid": baseline_valid, "test": baseline},
             "cfp": {"test": final},
             "before": _headline(baseline),
             "after": _headline(final),
             # what a sweep selects on (the chosen epoch's validation metrics) and reports (test)
-            "final_valid": {k.removeprefix("valid_"): v for k, v in best.metrics.items() if k.startswith("valid_")},
+            "final_valid": final_valid(best),
             "final_test": _headline(final),
+            "control": control,
             "timing_s": {
                 "backbone": t_backbone,
                 "train": t_train,
+                "control_train": (control or {}).get("train_seconds", 0.0),
                 "total": time.perf_counter() - started,
             },
             "ray": {
@@ -179,8 +231,56 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
             "state_file": STATE_FILE,
         }
         write_json_atomic(output / RESULTS_FILE, results)
-        print(format_table(results["before"], results["after"], config.attribute), flush=True)
+        print(
+            format_table(results["before"], results["after"], config.attribute, control and control["after"]),
+            flush=True,
+        )
         log.info("cfp: done in %.1fs; results in %s", results["timing_s"]["total"], output / RESULTS_FILE)
         return results
     finally:
         detach_log_file(handler)
+
+
+def users_summary(data: CFPData) -> dict[str, Any]:
+    """Who trained, who selected and who was reported on (user_idx lists, for an audit)."""
+    if data.partition is None:
+        return {"protocol": "none: every user in training, selection and report"}
+    parts = {name: data.split.users[getattr(data.partition, name)] for name in ("train", "valid", "heldout")}
+    return {
+        "protocol": "train users train; valid users select the epoch; held-out users are reported",
+        "sizes": {k: len(v) for k, v in parts.items()},
+        **{f"{k}_users": v.tolist() for k, v in parts.items()},
+    }
+
+
+def _control(
+    config: CFPConfig,
+    loop_config: dict[str, Any],
+    storage: Path,
+    baseline_valid: dict[str, float],
+    backbone_dir: str,
+    loaded: Any,
+    final: dict[str, float],
+    best: EpochRecord,
+) -> dict[str, Any]:
+    """The λ = 0 control's block: the same rule, users and evaluation as the CFP run."""
+    if config.discriminator_weight == 0:
+        return {"discriminator_weight": 0.0, "same_as_run": True, "best_epoch": best.epoch,
+                "final_valid": final_valid(best), "after": _headline(final)}  # fmt: skip
+    ctrl = control_config(config)
+    log.info("cfp: training the λ = 0 control")
+    c_best, c_records, seconds = train_and_select(
+        ctrl, loop_config, storage, CONTROL_RUN_NAME, baseline_valid.get("hit@10")
+    )
+    model, _, data = build_models(ctrl, backbone_dir, c_best.state, loaded)
+    test = evaluate_cfp(model, data.users("heldout"), ctrl, "test", prompt=True)
+    return {
+        "discriminator_weight": 0.0,
+        "same_as_run": False,
+        "best_epoch": c_best.epoch,
+        "per_epoch": [r.metrics for r in c_records],
+        "final_valid": final_valid(c_best),
+        "test": test,
+        "after": _headline(test),
+        "train_seconds": seconds,
+    }

@@ -11,10 +11,13 @@ Per batch, by ``schedule.phase_for``:
   the DDP-wrapped discriminator (gradients averaged over workers).
 
 Per epoch: losses averaged over workers; the discriminator's BatchNorm statistics averaged too, so
-every rank's adversary is the same function in the next prompt step; rank 0 evaluates (probe AUC +
-validation hit@k), saves a checkpoint (prompt + discriminator + optimisers) and every rank reports
-once. The loop runs on a ``LoopContext``: Ray Train workers, or this process (``num_workers=0``);
-it resumes from the context's latest checkpoint.
+every rank's adversary is the same function in the next prompt step; rank 0 evaluates on the
+validation users (probe AUC + validation hit@k), saves a checkpoint (prompt + discriminator +
+optimisers) and every rank reports once. The loop runs on a ``LoopContext``: Ray Train workers, or
+this process (``num_workers=0``); it resumes from the context's latest checkpoint.
+
+Users: the loop holds ``CFPData.for_training()`` — train and validation users; the held-out users
+are absent and their labels hidden. Batches come from the train users only.
 
 Inputs: workers read nothing from the driver's disk. The driver ships the backbone folder's files,
 the dataset and its split (``DriverInputs``) through Ray's object store and the validated config
@@ -174,6 +177,7 @@ def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
     with tempfile.TemporaryDirectory(prefix="cfp-backbone-") as folder:  # node-local copy, loaded at once
         backbone_dir = inputs.write_backbone(Path(folder))
         model, disc, data = build_models(config, str(backbone_dir), state, (inputs.dataset, inputs.split))
+    data = data.for_training()  # held-out users: absent, labels hidden
     del inputs  # the backbone's bytes are loaded now
     raw_model, raw_disc = model, disc
     opt_p = torch.optim.AdamW(raw_model.prompt_parameters(), lr=config.prefix_lr, weight_decay=config.weight_decay)
@@ -208,7 +212,8 @@ def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
             context.report(metrics)
             continue
         if config.eval_every_epoch:
-            metrics.update({f"valid_{k}": v for k, v in evaluate_cfp(raw_model, data, config, "valid").items()})
+            valid = evaluate_cfp(raw_model, data.users("valid"), config, "valid")
+            metrics.update({f"valid_{k}": v for k, v in valid.items()})
         progress.update(epoch + 1, **_headline(metrics))
         folder = context.new_checkpoint_dir(epoch)
         torch.save(

@@ -146,8 +146,8 @@ def _train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: Path)
 
 def _ranking(model: MixtureModel, data: CFPData, config: CFPConfig, prompt: bool = True) -> dict[str, float]:
     return cfp_ranking(
-        model, data, stage="test", protocol=config.protocol, num_beams=config.num_beams, max_users=None,
-        seed=config.seed, prompt=prompt,
+        model, data.users("heldout"), stage="test", protocol=config.protocol, num_beams=config.num_beams,
+        max_users=None, seed=config.seed, prompt=prompt,
     )  # fmt: skip
 
 
@@ -155,21 +155,23 @@ def evaluate_backbone(model: MixtureModel, data: dict[str, CFPData], config: CFP
     first = next(iter(data.values()))
     out: dict[str, Any] = {"ranking": _ranking(model, first, config, prompt=False)}
     for a, d in data.items():
-        out[a] = fairness_metrics(model, d, config.probe_folds, config.seed, prompt=False)["probe_auc"]
+        out[a] = fairness_metrics(model, d.users("heldout"), config.probe_folds, config.seed, prompt=False)["probe_auc"]
     return out
 
 
 def evaluate_subsets(
     model: MixtureModel, data: dict[str, CFPData], config: CFPConfig, subsets: list[tuple[str, ...]]
 ) -> dict[str, Any]:
-    """Per subset: probe AUC of each of its attributes and hit@k, all on the test split."""
+    """Per subset: probe AUC of each of its attributes and hit@k, all on the held-out users' test
+    split (the same users for every attribute: the partition is joint over all attributes)."""
     first = next(iter(data.values()))
     out = {}
     for subset in subsets:
         model.set_subset(subset)
         entry: dict[str, Any] = {"ranking": _ranking(model, first, config)}
         entry["probe_auc"] = {
-            a: fairness_metrics(model, data[a], config.probe_folds, config.seed)["probe_auc"] for a in subset
+            a: fairness_metrics(model, data[a].users("heldout"), config.probe_folds, config.seed)["probe_auc"]
+            for a in subset
         }
         out["+".join(subset)] = entry
         log.info("mixture subset %s: %s", "+".join(subset), entry)

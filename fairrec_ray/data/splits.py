@@ -179,3 +179,103 @@ def popular_items(train_counts: np.ndarray, top_share: float = 0.2) -> np.ndarra
     mask = np.zeros(len(train_counts), dtype=bool)
     mask[order[:n_popular]] = True
     return mask
+
+
+@dataclass(frozen=True)
+class UserPartition:
+    """Rows (positions in a split's ``users``) of three disjoint user groups: ``train`` (prompt and
+    discriminator training), ``valid`` (best-epoch selection) and ``heldout`` (what is reported)."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    heldout: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "heldout": len(self.heldout)}
+
+
+def partition_users(labels: np.ndarray, valid_share: float, heldout_share: float, seed: int) -> UserPartition:
+    """Stratified, seeded partition of the rows of ``labels`` ([n] classes, or [n, k]: k attributes,
+    stratified jointly in column order).
+
+    Rows are ordered by their labels (lexicographically) with a seeded random order inside every
+    cell, then dealt out one by one to the part furthest below its quota ``(p + 1)·share`` (ties:
+    held-out, valid, train). Every prefix of that order — hence every class of the first column,
+    and every cell within ±1 — holds each part's share within one row; a class whose size times a
+    share is an integer gets exactly that many."""
+    if not (0.0 <= valid_share < 1.0 and 0.0 <= heldout_share < 1.0 and valid_share + heldout_share < 1.0):
+        raise DataError(
+            f"partition_users: valid_share={valid_share}, heldout_share={heldout_share}; expected each in [0, 1) "
+            "with a sum below 1"
+        )
+    labels = np.asarray(labels).reshape(len(labels), -1)
+    rng = np.random.default_rng([seed, 20_11])
+    order = np.lexsort((rng.random(len(labels)), *labels.T[::-1]))
+    shares = np.array([heldout_share, valid_share, 1.0 - heldout_share - valid_share])
+    counts = np.zeros(3)
+    part = np.empty(len(labels), np.int64)
+    for position, row in enumerate(order):
+        chosen = int(np.argmax((position + 1) * shares - counts - 1e-9 * np.arange(3)))
+        counts[chosen] += 1
+        part[row] = chosen
+    rows = [np.flatnonzero(part == k).astype(np.int64) for k in range(3)]
+    return UserPartition(train=rows[2], valid=rows[1], heldout=rows[0])
+
+
+def subset_split(split: LeaveOneOutSplit, rows: np.ndarray) -> LeaveOneOutSplit:
+    """The split restricted to ``rows`` (in that order); the other users are absent from it."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return LeaveOneOutSplit(
+        split.users[rows], [split.train[r] for r in rows], split.valid[rows], split.test[rows], split.n_dropped
+    )
+
+
+@dataclass
+class ByUserSplit:
+    """Insurance the UP5 way: users (not interactions) split into train / valid / test. A training
+    user's whole product list is training data; a valid or test user (never seen in training) has
+    every product but one in the prompt (``history``) and that one as the ``target``."""
+
+    train_users: np.ndarray  # user_idx
+    train_items: list[np.ndarray]  # every product of each training user (seeded order)
+    valid_users: np.ndarray
+    valid_history: list[np.ndarray]
+    valid_target: np.ndarray
+    test_users: np.ndarray
+    test_history: list[np.ndarray]
+    test_target: np.ndarray
+    n_dropped: int
+
+
+def by_user_split(
+    dataset: RecDataset,
+    shares: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    min_items: int = 2,
+    stratify: str | None = None,
+) -> ByUserSplit:
+    """Users with >= ``min_items`` products, split by user in ``shares`` (train, valid, test),
+    stratified by the ``stratify`` attribute when given; each held-out user's last product (in the
+    dataset's order, seeded for Insurance) is the target, the others are the prompt's history."""
+    if len(shares) != 3 or min(shares) < 0 or not np.isclose(sum(shares), 1.0):
+        raise DataError(f"by_user_split: shares must be 3 non-negative numbers summing to 1, got {shares}")
+    if min_items < 2:
+        raise DataError(f"by_user_split: min_items must be >= 2 (history + target), got {min_items}")
+    sequences = dataset.user_sequences()
+    kept = np.asarray([u for u, seq in enumerate(sequences) if len(seq) >= min_items], dtype=np.int64)
+    if not len(kept):
+        raise DataError(f"dataset {dataset.name!r}: no user has >= {min_items} products")
+    labels = dataset.attribute_labels(stratify)[kept] if stratify else np.zeros(len(kept), np.int64)
+    part = partition_users(labels, valid_share=shares[1], heldout_share=shares[2], seed=seed)
+
+    def held(rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        users = kept[rows]
+        return users, [sequences[u][:-1] for u in users], np.asarray([sequences[u][-1] for u in users], np.int64)
+
+    train_users = kept[part.train]
+    n_dropped = dataset.n_users - len(kept)
+    if n_dropped:
+        log.info("by_user_split: dropped %d users with < %d products", n_dropped, min_items)
+    return ByUserSplit(
+        train_users, [sequences[u] for u in train_users], *held(part.valid), *held(part.heldout), n_dropped
+    )

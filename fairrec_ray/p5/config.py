@@ -7,8 +7,8 @@ from typing import Literal
 
 from fairrec_ray.data.options import DataOptions
 from fairrec_ray.errors import ConfigError
-from fairrec_ray.p5.examples import ExampleConfig
-from fairrec_ray.p5.indexing import INDEXINGS
+from fairrec_ray.p5.examples import ExampleConfig, check_mix
+from fairrec_ray.p5.indexing import INDEXINGS, USER_INDEXINGS
 from fairrec_ray.p5.model import PRESETS
 
 
@@ -35,8 +35,27 @@ class P5TrainConfig(DataOptions):
         default="collaborative",
         metadata=_help("item ids: collaborative (co-consumption clusters; beats MostPop), sequential (P5), raw"),
     )
-    user_indexing: Literal["raw", "collaborative"] = field(
-        default="raw", metadata=_help("user ids: raw (user_idx+1, P5) or collaborative (clusters of similar users)")
+    user_indexing: Literal["raw", "collaborative", "independent"] = field(
+        default="raw",
+        metadata=_help(
+            "user ids: raw (user_idx+1 in digit pieces, P5), collaborative (clusters of similar users) or "
+            "independent (one whole <user_N> token per user)"
+        ),
+    )
+    prompts_per_user: int = field(
+        default=0,
+        metadata=_help(
+            "family mix (UP5): prompts per user and epoch split by the --mix-* weights "
+            "(0 = every sequential position + --direct-per-user)"
+        ),
+    )
+    mix_sequential: float = field(default=1.0, metadata=_help("mix weight: sequential 2-1..2-6"))
+    mix_history: float = field(default=1.0, metadata=_help("mix weight: user-only history 2-14/2-17/2-18"))
+    mix_yes_no: float = field(default=1.0, metadata=_help("mix weight: user-only yes/no 5-1..5-4"))
+    mix_choice: float = field(default=0.5, metadata=_help("mix weight: candidate choice 5-5..5-8"))
+    history_items: int = field(default=5, metadata=_help("items in a history-family target"))
+    length_bucketing: bool = field(
+        default=True, metadata=_help("batch prompts of similar token length together (less padding)")
     )
     num_workers: int = field(default=1, metadata=_help("Ray Train workers (0 = in-process, no workers)"))
     use_gpu: bool = field(default=False, metadata=_help("one GPU per worker"))
@@ -55,11 +74,12 @@ class P5TrainConfig(DataOptions):
         if self.preset not in PRESETS:
             raise ConfigError(f"preset: got {self.preset!r}; expected one of {list(PRESETS)}")
         positive = ("epochs", "batch_size", "max_history", "n_candidates", "eval_batch_size", "num_beams")
+        positive += ("history_items",)
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: got {getattr(self, name)}; must be >= 1")
         nonneg = ("num_workers", "torch_threads", "val_users", "direct_per_user", "max_seq_per_user")
-        nonneg += ("crash_after_epoch",)
+        nonneg += ("crash_after_epoch", "prompts_per_user")
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: got {getattr(self, name)}; must be >= 0")
@@ -75,11 +95,18 @@ class P5TrainConfig(DataOptions):
             raise ConfigError("use_gpu: needs num_workers >= 1 (GPUs are assigned to Ray Train workers)")
         if self.item_indexing not in INDEXINGS:
             raise ConfigError(f"item_indexing: got {self.item_indexing!r}; expected one of {list(INDEXINGS)}")
-        if self.user_indexing not in ("raw", "collaborative"):
-            raise ConfigError(f"user_indexing: got {self.user_indexing!r}; expected 'raw' or 'collaborative'")
+        if self.user_indexing not in USER_INDEXINGS:
+            raise ConfigError(f"user_indexing: got {self.user_indexing!r}; expected one of {list(USER_INDEXINGS)}")
+        check_mix(self.mix)
+
+    @property
+    def mix(self) -> tuple[float, float, float, float]:
+        """The family weights in ``examples.FAMILIES`` order."""
+        return (self.mix_sequential, self.mix_history, self.mix_yes_no, self.mix_choice)
 
     def example_config(self) -> ExampleConfig:
         return ExampleConfig(
             max_history=self.max_history, n_candidates=self.n_candidates,
             direct_per_user=self.direct_per_user, max_seq_per_user=self.max_seq_per_user,
+            prompts_per_user=self.prompts_per_user, mix=self.mix, history_items=self.history_items,
         )  # fmt: skip

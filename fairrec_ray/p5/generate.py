@@ -91,6 +91,21 @@ def beam_items(
     lookup: dict[tuple[int, ...], int] | None = None,
 ) -> np.ndarray:
     """``[B, num_beams]`` item_idx ranked by beam score; only items with ``mask[b, item]``; -1 pads."""
+    return scored_beam_items(model, tokenizer, input_ids, attention_mask, mask, trie, num_beams, lookup)[0]
+
+
+@torch.no_grad()
+def scored_beam_items(
+    model: torch.nn.Module,
+    tokenizer: P5Tokenizer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    mask: np.ndarray,
+    trie: ItemTrie,
+    num_beams: int,
+    lookup: dict[tuple[int, ...], int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``beam_items`` with each item's beam score (its summed log-probability; -inf pads)."""
     lookup = lookup if lookup is not None else tokenizer.item_lookup()
     constraint = TrieConstraint(trie, trie.candidate_counts(mask), num_beams, tokenizer.pad_id)
     out = model.generate(
@@ -116,6 +131,7 @@ def beam_items(
     else:
         scores = out.sequences_scores.view(b, num_beams).cpu().numpy()
     items = np.full((b, num_beams), -1, dtype=np.int64)
+    item_scores = np.full((b, num_beams), -np.inf)
     for i in range(b):
         ranked: list[int] = []
         for j in np.argsort(-scores[i], kind="stable"):
@@ -123,9 +139,10 @@ def beam_items(
                 continue
             item = lookup.get(_item_tokens(seqs[i, j], tokenizer))
             if item is not None and mask[i, item] and item not in ranked:
+                item_scores[i, len(ranked)] = scores[i, j]
                 ranked.append(item)
         items[i, : len(ranked)] = ranked
-    return items
+    return items, item_scores
 
 
 def _item_tokens(seq: np.ndarray, tokenizer: P5Tokenizer) -> tuple[int, ...]:

@@ -32,6 +32,8 @@ import numpy as np
 from fairrec_ray.errors import ConfigError
 
 ItemIndexing = Literal["raw", "sequential", "collaborative"]
+# user ids: raw digit pieces (P5), collaborative CCWW digit pieces, independent (one token per user)
+USER_INDEXINGS: tuple[str, ...] = ("raw", "collaborative", "independent")
 INDEXINGS: tuple[str, ...] = ("raw", "sequential", "collaborative")
 CLUSTER_CAPACITY = 100  # items per cluster: the ``WW`` piece has two digits
 FIRST_PREFIX, LAST_PREFIX = 10, 99  # ``CC`` stays two digits, so every number has four
@@ -54,12 +56,14 @@ def item_numbers(
 def user_numbers(
     indexing: str, users: np.ndarray, train_sequences: Sequence[np.ndarray], n_users: int, n_items: int, seed: int = 0
 ) -> np.ndarray | None:
-    """User numbers for ``indexing`` ("raw": None = ``user_idx + 1``; "collaborative": ``CCWW``).
-    ``users[row]`` is the user_idx whose training items are ``train_sequences[row]``."""
-    if indexing == "raw":
+    """User numbers for ``indexing`` ("raw" and "independent": None = ``user_idx + 1``;
+    "collaborative": ``CCWW``). ``users[row]`` is the user_idx whose training items are
+    ``train_sequences[row]``. ("independent" differs from "raw" in the tokenizer: one whole token
+    ``<user_N>`` per user, see ``build_tokenizer(user_tokens=True)``.)"""
+    if indexing in ("raw", "independent"):
         return None
     if indexing != "collaborative":
-        raise ConfigError(f"user_indexing: got {indexing!r}; expected 'raw' or 'collaborative'")
+        raise ConfigError(f"user_indexing: got {indexing!r}; expected one of {list(USER_INDEXINGS)}")
     rows = np.repeat(np.asarray(users, dtype=np.int64), [len(s) for s in train_sequences])
     items = np.concatenate([np.asarray(s, dtype=np.int64) for s in train_sequences]) if len(rows) else rows
     order = np.argsort(items, kind="stable")

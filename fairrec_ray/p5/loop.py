@@ -26,6 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
 from fairrec_ray.console import Progress
+from fairrec_ray.p5.batching import bucket_batches, plain_batches
 from fairrec_ray.p5.config import P5TrainConfig
 from fairrec_ray.p5.evaluate import rank_metrics
 from fairrec_ray.p5.examples import P5Collator, PromptExample, eval_rows, train_examples
@@ -59,14 +60,24 @@ def shard(examples: list[PromptExample], seed: int, epoch: int, rank: int, world
     return [examples[i] for i in order[rank::world][:per_rank]]
 
 
-def train_epoch(
-    model, optimizer, scheduler, examples, collate, batch_size: int, grad_clip: float, device
-) -> EpochStats:
-    """One pass over ``examples`` (already this rank's shard, in order). Returns local stats."""
+def epoch_batches(
+    examples: list[PromptExample], tok, batch_size: int, bucketing: bool, seed: int, epoch: int
+) -> list[list[PromptExample]]:
+    """This rank's shard cut into batches: by similar token length (``bucket_batches``) or in order."""
+    if not bucketing:
+        return [[examples[i] for i in b] for b in plain_batches(len(examples), batch_size)]
+    src = [len(ids) for ids in tok.encode_batch([e.source for e in examples])]
+    tgt = [len(ids) for ids in tok.encode_batch([e.target for e in examples])]
+    rng = np.random.default_rng([seed, epoch, 11])
+    return [[examples[i] for i in b] for b in bucket_batches(src, tgt, batch_size, rng)]
+
+
+def train_epoch(model, optimizer, scheduler, batches, collate, grad_clip: float, device) -> EpochStats:
+    """One pass over ``batches`` (lists of examples of this rank's shard). Returns local stats."""
     model.train()
     total, n, start = 0.0, 0, time.perf_counter()
-    for lo in range(0, len(examples), batch_size):
-        batch = collate(examples[lo : lo + batch_size])
+    for examples in batches:
+        batch = collate(examples)
         out = model(
             input_ids=batch["input_ids"].to(device),
             attention_mask=batch["attention_mask"].to(device),
@@ -138,7 +149,7 @@ def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-    collate = P5Collator(tok)
+    collate = P5Collator(tok, user_mask=False)  # pre-training never reads the user span
 
     val_rows = eval_rows(split, "valid")
     if cfg.val_users and cfg.val_users < len(val_rows):
@@ -147,7 +158,8 @@ def train_loop(loop_config: dict[str, Any], context: LoopContext) -> None:
     progress = Progress("p5", total=cfg.epochs, start=start_epoch - 1)
     for epoch in range(start_epoch, cfg.epochs + 1):
         examples = shard(train_examples(split, tok, excfg, cfg.seed, epoch), cfg.seed, epoch, rank, world)
-        stats = train_epoch(model, optimizer, scheduler, examples, collate, cfg.batch_size, cfg.grad_clip, device)
+        batches = epoch_batches(examples, tok, cfg.batch_size, cfg.length_bucketing, cfg.seed, epoch)
+        stats = train_epoch(model, optimizer, scheduler, batches, collate, cfg.grad_clip, device)
         loss, samples, seconds = _reduce(stats, world, device)
         val = _validate(unwrap(model), tok, split, cfg, val_rows[rank::world], world)
         metrics = {

@@ -2,14 +2,20 @@
 Processing"): the sequential family ``2-x`` and the direct family ``5-x``.
 
 Wording follows the paper's templates with "purchase" replaced by "interaction" (the UP5 code does
-the same for MovieLens). Placeholders: ``{user}`` (rendered ``user_23``), ``{history}`` (item ids
-joined by `` , ``), ``{item}`` (one item id), ``{candidates}`` (item ids joined by `` , ``).
-Targets are an item id, or ``yes`` / ``no``.
+the same for MovieLens). Placeholders: ``{user}`` (rendered ``user_23``, or ``<user_23>`` with
+independent user ids), ``{history}`` (item ids joined by `` , ``), ``{item}`` (one item id),
+``{candidates}`` (item ids joined by `` , ``). Targets are an item id, ``yes`` / ``no``, or (the
+*history* family) a list of item ids joined by `` , ``.
 
 Which templates are used where (see ``examples.py``):
 
 - training (multitask): sequential ``TRAIN_SEQUENTIAL`` (next item given the history) and direct
-  ``TRAIN_DIRECT`` (pick the positive from a candidate list; yes/no on a single item);
+  ``TRAIN_DIRECT`` (pick the positive from a candidate list; yes/no on a single item); with a
+  family mix (``ExampleConfig.prompts_per_user``) also UP5's *user-only* families, whose only input
+  about the user is the id: ``TRAIN_HISTORY`` (2-14/2-17/2-18: generate items of the user's
+  training sequence), ``TRAIN_YES_NO`` (5-1…5-4) and ``TRAIN_CHOICE`` (5-5…5-8). UP5 (Hua et al.
+  2023) trains its MovieLens backbone on these; answering them forces the user-id tokens to store
+  the user's taste;
 - evaluation (valid/test): ``EVAL_TEMPLATE`` = ``2-1``, history = every interaction before the
   held-out item (last 20), target = the held-out item.
 """
@@ -19,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["sequential", "direct"]
-Target = Literal["item", "yes_no"]
+Family = Literal["sequential", "history", "direct"]
+Target = Literal["item", "yes_no", "items"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,15 @@ TEMPLATES: dict[str, Template] = {
         _t("2-6", "sequential", "Here is the interaction history of {user} : {history} What to recommend next for the user ?"),  # noqa: E501
         _t("2-7", "sequential", "Here is the interaction history of {user} : {history} Select the next possible item likely to be interacted by the user from the following candidates : {candidates}"),  # noqa: E501
         _t("2-8", "sequential", "Given the following interaction history of {user} : {history} What to recommend next for the user? Select one from the following items : {candidates}"),  # noqa: E501
+        # ---- user-only history (UP5's 2-14/2-17/2-18): items of the user's training sequence
+        _t("2-14", "history", "What is the interaction history of {user} ?", "items"),
+        _t("2-17", "history", "List some items that {user} has interacted with .", "items"),
+        _t("2-18", "history", "Which items has {user} interacted with before ?", "items"),
         _t("2-13", "sequential", "According to the interaction history of {user} : {history} Can you recommend the next possible item to the user ?"),  # noqa: E501
         # ---- direct (5-x): candidate selection and yes/no
         _t("5-1", "direct", "Will {user} likely to interact with item_{item} ?", "yes_no"),
         _t("5-2", "direct", "Shall we recommend item_{item} to {user} ?", "yes_no"),
+        _t("5-3", "direct", "Do you think {user} will interact with item_{item} ?", "yes_no"),
         _t("5-4", "direct", "I would like to recommend some items for {user} . Is the following item a good choice ? {item}", "yes_no"),  # noqa: E501
         _t("5-5", "direct", "Which item of the following to recommend for {user} ? {candidates}"),
         _t("5-6", "direct", "Choose the best item from the candidates to recommend for {user} ? {candidates}"),
@@ -69,6 +80,10 @@ TEMPLATES: dict[str, Template] = {
 # so on CPU they roughly double the cost of all sequential prompts (pass them explicitly if wanted).
 TRAIN_SEQUENTIAL: tuple[str, ...] = ("2-1", "2-2", "2-3", "2-4", "2-5", "2-6")
 TRAIN_DIRECT: tuple[str, ...] = ("5-1", "5-2", "5-4", "5-5", "5-6", "5-7", "5-8")
+# The family mix (``ExampleConfig.prompts_per_user > 0``): one template tuple per family.
+TRAIN_HISTORY: tuple[str, ...] = ("2-14", "2-17", "2-18")
+TRAIN_YES_NO: tuple[str, ...] = ("5-1", "5-2", "5-3", "5-4")
+TRAIN_CHOICE: tuple[str, ...] = ("5-5", "5-6", "5-7", "5-8")
 EVAL_TEMPLATE = "2-1"
 YES, NO = "yes", "no"
 

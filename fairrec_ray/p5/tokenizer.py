@@ -7,6 +7,10 @@ embeddings then tell the model which sub-tokens form one id: ``word_start_flags(
 that begin a word (no ``##`` continuation prefix; for a wrapped SentencePiece/T5 ``tokenizer.json``
 the ``▁`` marker). Items are printed with a number from ``item_numbers`` (``item_idx`` -> number,
 default ``item_idx + 1``); ``indexing.py`` computes P5's sequential and a collaborative numbering.
+
+*Independent* user ids (``user_tokens=True``) print user ``u`` as ``<user_{u+1}>`` and add each of
+them to the vocabulary as one whole word, so every user has an embedding row of their own (to
+memorise the user's taste into) instead of sharing digit pieces with other users.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class P5Tokenizer:
         item_numbers: np.ndarray,
         style: str = "wordpiece",
         user_numbers: np.ndarray | None = None,
+        user_tokens: bool = False,
     ):
         if style not in ("wordpiece", "metaspace"):
             raise ConfigError(f"tokenizer style: got {style!r}; expected 'wordpiece' or 'metaspace'")
@@ -44,6 +49,7 @@ class P5Tokenizer:
         self.item_numbers = np.asarray(item_numbers, dtype=np.int64)
         # None: ``user_idx + 1`` (P5); else the number of each user_idx (collaborative user ids)
         self.user_numbers = None if user_numbers is None else np.asarray(user_numbers, dtype=np.int64)
+        self.user_tokens = user_tokens  # True: independent ids, one ``<user_N>`` token per user
         self.style = style
         self.pad_id = self._require(PAD)
         self.eos_id = self._require(EOS)
@@ -66,7 +72,7 @@ class P5Tokenizer:
 
     def user_text(self, user_idx: int) -> str:
         number = int(user_idx) + 1 if self.user_numbers is None else int(self.user_numbers[user_idx])
-        return f"user_{number}"
+        return user_token(number) if self.user_tokens else f"user_{number}"
 
     def item_text(self, item_idx: int) -> str:
         return str(int(self.item_numbers[item_idx]))
@@ -117,6 +123,8 @@ class P5Tokenizer:
         meta = {"style": self.style, "item_numbers": self.item_numbers.tolist()}
         if self.user_numbers is not None:
             meta["user_numbers"] = self.user_numbers.tolist()
+        if self.user_tokens:
+            meta["user_tokens"] = True
         (directory / P5_FILE).write_text(json.dumps(meta))
 
     @classmethod
@@ -133,13 +141,20 @@ class P5Tokenizer:
             meta = json.loads(meta_path.read_text())
             users = meta.get("user_numbers")
             users = None if users is None else np.asarray(users)
-            return cls(tokenizer, np.asarray(meta["item_numbers"]), meta["style"], users)
+            return cls(
+                tokenizer, np.asarray(meta["item_numbers"]), meta["style"], users, meta.get("user_tokens", False)
+            )
         if n_items is None:
             raise ConfigError(f"{directory}: plain T5 tokenizer (no {P5_FILE}); the item count is needed")
         return cls(tokenizer, np.arange(1, n_items + 1), "metaspace")
 
     def with_items(self, item_numbers: np.ndarray) -> P5Tokenizer:
-        return P5Tokenizer(self.tokenizer, item_numbers, self.style, self.user_numbers)
+        return P5Tokenizer(self.tokenizer, item_numbers, self.style, self.user_numbers, self.user_tokens)
+
+
+def user_token(number: int) -> str:
+    """The whole-word vocabulary entry of an independent user id."""
+    return f"<user_{number}>"
 
 
 def _digit_pieces(max_number: int) -> list[str]:
@@ -155,15 +170,21 @@ def build_tokenizer(
     templates: dict[str, Template] | None = None,
     item_numbers: np.ndarray | None = None,
     user_numbers: np.ndarray | None = None,
+    user_tokens: bool = False,
 ) -> P5Tokenizer:
     """Vocabulary = specials, template words, ``user_``/``item_`` and 1-2 digit pieces (word-initial
-    and ``##`` continuations). ``item_numbers`` defaults to ``item_idx + 1``."""
+    and ``##`` continuations); with ``user_tokens`` (independent user ids) also one whole-word
+    ``<user_N>`` per user. ``item_numbers`` defaults to ``item_idx + 1``."""
     if n_users < 1 or n_items < 1:
         raise ConfigError(f"build_tokenizer: need n_users >= 1 and n_items >= 1, got {n_users}, {n_items}")
     words = [w for w in template_words(templates or TEMPLATES) if w not in (PAD, EOS, UNK)]
     vocab_list = [PAD, EOS, UNK] + words
     seen = set(vocab_list)
     vocab_list += [p for p in _digit_pieces(max(n_users, n_items)) if p not in seen]
+    if user_tokens:
+        if user_numbers is not None:
+            raise ConfigError("build_tokenizer: independent user tokens number users user_idx + 1; drop user_numbers")
+        vocab_list += [user_token(u + 1) for u in range(n_users)]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
     tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONT, max_input_chars_per_word=64))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -175,4 +196,4 @@ def build_tokenizer(
         raise ConfigError(f"build_tokenizer: item_numbers has {len(numbers)} entries, expected {n_items}")
     if user_numbers is not None and len(user_numbers) != n_users:
         raise ConfigError(f"build_tokenizer: user_numbers has {len(user_numbers)} entries, expected {n_users}")
-    return P5Tokenizer(tok, numbers, "wordpiece", user_numbers)
+    return P5Tokenizer(tok, numbers, "wordpiece", user_numbers, user_tokens)

@@ -49,7 +49,11 @@ def make_tokenizer(cfg: P5TrainConfig, dataset: RecDataset, split: LeaveOneOutSp
         return tok, model.state_dict()
     items = item_numbers(cfg.item_indexing, split.train, dataset.n_items, seed=cfg.seed)
     users = user_numbers(cfg.user_indexing, split.users, split.train, dataset.n_users, dataset.n_items, seed=cfg.seed)
-    return build_tokenizer(dataset.n_users, dataset.n_items, TEMPLATES, item_numbers=items, user_numbers=users), None
+    tok = build_tokenizer(
+        dataset.n_users, dataset.n_items, TEMPLATES, item_numbers=items, user_numbers=users,
+        user_tokens=cfg.user_indexing == "independent",
+    )  # fmt: skip
+    return tok, None
 
 
 def train_p5(cfg: P5TrainConfig) -> Path:

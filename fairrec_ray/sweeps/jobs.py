@@ -3,7 +3,9 @@ each trial reports — so a sweep whose metric a job does not report fails befor
 
 A trial runs the job's Python entry point in its own Tune trial folder and reports every metric
 twice: ``valid_<metric>`` (what the front is selected on) and ``test_<metric>`` (reported for the
-chosen points). Nothing here imports a CLI module.
+chosen points). For CFP, ``valid_`` is measured on the validation users and ``test_`` on the
+held-out users (``cfp.data``); the trial's λ = 0 control is reported as ``control_test_<metric>``.
+Nothing here imports a CLI module.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def run_cfp_trial(config: dict[str, Any], folder: Path) -> dict[str, float]:
         **_scalars(results["final_valid"], VALID),
         **_scalars(results["final_test"], TEST),
         **_scalars(results["before"], "backbone_" + TEST),
+        **_scalars((results.get("control") or {}).get("after", {}), "control_" + TEST),
     }
 
 
@@ -74,7 +77,7 @@ def run_fcpo_trial(config: dict[str, Any], folder: Path) -> dict[str, float]:
     }
 
 
-CFP_METRICS = ("probe_auc", "probe_auc_ovr", *RANKING_KEYS)
+CFP_METRICS = ("probe_auc", "probe_auc_ovr", "probe_leak", "encoder_probe_auc", "encoder_probe_leak", *RANKING_KEYS)
 FCPO_METRICS = (
     "recall@10", "precision@10", "f1@10", "ndcg@10", "hit@10", "gini", "popularity_rate", "reward", "cost",
     "cost_discounted", "violation_rate",
