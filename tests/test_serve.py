@@ -194,6 +194,18 @@ def test_recommend_cli_prints_the_api_answer_and_one_line_errors(built, capsys):
         assert len(err) == 1 and words in err[0], err
 
 
+def test_serve_cli_refuses_a_mismatched_bundle_in_one_line(built, tmp_path, capsys):
+    from fairrec_ray.serve.__main__ import main as serve_main
+
+    swapped = _copy(built[0], tmp_path)
+    (swapped / "catalogue.json").write_text((swapped / "catalogue.json").read_text().replace('"1"', '"one"', 1))
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(serve_main, ["--model", str(swapped), "--port", "1"])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "catalogue.json differs from the one the manifest records" in err[0], err
+
+
 @pytest.mark.parametrize("name", ["serve.yaml", "serve-gpu.yaml"])
 def test_serve_configs_reach_the_builder(built, name):
     import importlib
