@@ -79,12 +79,12 @@ def baselines(data, job: FCPOJobConfig) -> dict:
         part = out.setdefault(split, {})
         for name, scores in (("MostPop", most_pop), ("MF", mf)):
             roll = fixed_score_rollout(data, scores, job.top_k, job.horizon, None, job.gamma_c, split)
-            part[name] = rollout_metrics(roll, data, np.inf, AT)
+            part[name] = rollout_metrics(roll, data, np.inf, AT, top_k=job.top_k)
         for alpha in ALPHAS[1:]:
             share = alpha / (1 + alpha)
             d = cost_limit_from_alpha(alpha, job.top_k, job.horizon, job.gamma_c)
             roll = fixed_score_rollout(data, mf, job.top_k, job.horizon, share, job.gamma_c, split)
-            part[f"MF-rerank alpha={alpha}"] = rollout_metrics(roll, data, d, AT)
+            part[f"MF-rerank alpha={alpha}"] = rollout_metrics(roll, data, d, AT, top_k=job.top_k)
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -17,8 +17,14 @@ from sklearn.metrics import roc_auc_score
 __all__ = [
     "METRICS",
     "MetricSpec",
+    "average_popularity",
+    "differential_fairness",
     "exposure_counts",
+    "exposure_metrics",
     "gini_index",
+    "group_gap",
+    "long_tail_share",
+    "popular_exposure",
     "hit_at_k",
     "metric_mode",
     "metric_spec",
@@ -26,8 +32,11 @@ __all__ = [
     "pareto_front",
     "popularity_rate",
     "precision_recall_f1_ndcg_at_k",
+    "rank_weighted_exposure",
     "roc_auc",
+    "top_k_indicator",
     "violation_rate",
+    "yao_huang",
 ]
 
 
@@ -69,6 +78,18 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("probe_leak", False, "CFP: max(probe AUC, 1 - probe AUC) (an inverted probe leaks too)"),
         MetricSpec("encoder_probe_auc", False, "CFP: probe ROC-AUC on the mean of all encoder states"),
         MetricSpec("encoder_probe_leak", False, "CFP: max(AUC, 1 - AUC) of the all-encoder-states probe"),
+        MetricSpec("gap", False, "mean absolute difference of a per-user metric over all pairs of user groups"),
+        MetricSpec("yh_value", False, "Yao-Huang value unfairness (signed per-item errors compared across groups)"),
+        MetricSpec("yh_absolute", False, "Yao-Huang absolute unfairness (error magnitudes compared across groups)"),
+        MetricSpec("yh_under", False, "Yao-Huang underestimation unfairness"),
+        MetricSpec("yh_over", False, "Yao-Huang overestimation unfairness"),
+        MetricSpec("yh_parity", False, "Yao-Huang non-parity: gap in mean predicted relevance across groups"),
+        MetricSpec("df_epsilon", False, "differential fairness epsilon (Foulds et al. 2020), 0 = equal outcomes"),
+        MetricSpec("exposure_gini", False, "Gini of rank-weighted exposure over all items"),
+        MetricSpec("popular_exposure_share", False, "share of rank-weighted exposure given to popular items"),
+        MetricSpec("popular_exposure_ratio", False, "mean exposure of a popular item / of a long-tail item"),
+        MetricSpec("arp", False, "average recommendation popularity (training interactions per shown item)"),
+        MetricSpec("aplt", True, "average share of long-tail items in a user's list"),
     )
 }
 
@@ -288,3 +309,195 @@ def pareto_front(points: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     gt = (o[:, None, :] > o[None, :, :]).any(axis=2)
     dominated = ((geq & gt) & finite[:, None]).any(axis=0)
     return np.asarray(finite & ~dominated, dtype=bool)
+
+
+# ---------------------------------------------------------------- user-side outcome fairness
+#
+# Users carry an int group label (a sensitive attribute's class). Every multi-group metric is an
+# average or a max over *unordered pairs of non-empty groups*; a group with no user is skipped
+# (it has no mean), and with fewer than two non-empty groups every gap is 0.
+
+
+def _groups(groups: np.ndarray | Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels as int array, the sorted labels that occur)."""
+    g = np.asarray(groups).astype(np.int64).ravel()
+    if g.shape != (n,):
+        raise ValueError(f"groups must hold one label per user ({n}), got shape {np.shape(groups)}")
+    return g, np.unique(g)
+
+
+def _pairs(n: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(n) for b in range(a + 1, n)]
+
+
+def group_gap(values: np.ndarray | Sequence[float], groups: np.ndarray | Sequence[int]) -> dict[str, Any]:
+    """Accuracy gap between user groups of a per-user metric (e.g. each user's hit@10 or NDCG@10).
+
+    With ``m_g`` the mean of ``values`` over the users of group g (non-empty groups only):
+    ``gap = mean_{g < h} |m_g - m_h|`` over all unordered pairs (for two groups: ``|m_0 - m_1|``),
+    ``max_gap = max_g m_g - min_g m_g``. Returns ``{"gap", "max_gap", "per_group": {g: m_g},
+    "n_per_group": {g: n_g}}`` (labels as strings, JSON-ready).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    g, present = _groups(groups, v.size)
+    means = np.array([v[g == c].mean() for c in present])
+    pairs = _pairs(len(present))
+    gap = float(np.mean([abs(means[a] - means[b]) for a, b in pairs])) if pairs else 0.0
+    return {
+        "gap": gap,
+        "max_gap": float(means.max() - means.min()) if means.size else 0.0,
+        "per_group": {str(c): float(m) for c, m in zip(present, means, strict=True)},
+        "n_per_group": {str(c): int((g == c).sum()) for c in present},
+    }
+
+
+def top_k_indicator(recommended: np.ndarray, n_items: int, k: int) -> np.ndarray:
+    """Bool [n_users, n_items]: True where the item is among the user's first k recommendations
+    (negative ids = empty slots, ignored)."""
+    rec = np.asarray(recommended)[:, :k]
+    out = np.zeros((rec.shape[0], n_items), dtype=bool)
+    rows, cols = np.nonzero(rec >= 0)
+    out[rows, rec[rows, cols]] = True
+    return out
+
+
+def yao_huang(
+    predicted: np.ndarray, truth: np.ndarray, groups: np.ndarray | Sequence[int], items: np.ndarray | None = None
+) -> dict[str, float]:
+    """Yao & Huang (2017) unfairness of predicted vs true relevance, generalised to any number of
+    groups as the mean over unordered pairs of non-empty groups (g, h).
+
+    ``predicted`` / ``truth``: [n_users, n_items] (e.g. the top-k indicator vs the held-out item
+    indicator, or scores in [0, 1] vs ratings in [0, 1]). Per item j and group g,
+    ``E_g[y]_j`` / ``E_g[r]_j`` are the group's mean prediction / truth and ``d_gj = E_g[y]_j - E_g[r]_j``.
+    Over the items (all, or ``items``), for one pair:
+
+    * value     = mean_j |d_gj - d_hj|
+    * absolute  = mean_j ||d_gj| - |d_hj||
+    * under     = mean_j |max(0, -d_gj) - max(0, -d_hj)|
+    * over      = mean_j |max(0, d_gj) - max(0, d_hj)|
+    * non-parity = |mean(y over g's users and the items) - mean(y over h's)|
+
+    With exactly k recommendations per user and ``predicted`` the top-k indicator, every user's
+    mean prediction is k / n_items, so non-parity is 0 by construction (it is informative only
+    for scores). Fewer than two non-empty groups: all 0.
+    """
+    y = np.asarray(predicted, dtype=np.float64)
+    r = np.asarray(truth, dtype=np.float64)
+    if y.ndim != 2 or y.shape != r.shape:
+        raise ValueError(f"predicted and truth must be [n_users, n_items] of one shape (got {y.shape}, {r.shape})")
+    g, present = _groups(groups, y.shape[0])
+    if items is not None:
+        y, r = y[:, items], r[:, items]
+    d = np.stack([y[g == c].mean(axis=0) - r[g == c].mean(axis=0) for c in present])
+    mean_y = np.array([y[g == c].mean() for c in present])
+    terms: dict[str, list[float]] = {"value": [], "absolute": [], "under": [], "over": [], "non_parity": []}
+    for a, b in _pairs(len(present)):
+        da, db = d[a], d[b]
+        terms["value"].append(float(np.mean(np.abs(da - db))))
+        terms["absolute"].append(float(np.mean(np.abs(np.abs(da) - np.abs(db)))))
+        terms["under"].append(float(np.mean(np.abs(np.maximum(0, -da) - np.maximum(0, -db)))))
+        terms["over"].append(float(np.mean(np.abs(np.maximum(0, da) - np.maximum(0, db)))))
+        terms["non_parity"].append(float(abs(mean_y[a] - mean_y[b])))
+    return {key: float(np.mean(vals)) if vals else 0.0 for key, vals in terms.items()}
+
+
+def differential_fairness(outcome: np.ndarray, groups: np.ndarray | Sequence[int], alpha: float = 1.0) -> float:
+    """Smoothed empirical differential fairness ε (Foulds et al. 2020) of a binary outcome per item.
+
+    ``outcome``: [n_users, n_items] in [0, 1] (e.g. 1 = the item is in the user's top k). For a
+    non-empty group g with n_g users and item j, the Dirichlet-smoothed probability of the outcome is
+    ``p_gj = (sum_{u in g} y_uj + alpha) / (n_g + 2 alpha)`` (and ``1 - p_gj`` of its absence).
+    ``ε = max_j max_{g, h} max(|log p_gj - log p_hj|, |log(1 - p_gj) - log(1 - p_hj)|)``;
+    0 = every group gets every item equally often. Fewer than two non-empty groups: 0.
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0 (got {alpha})")
+    y = np.asarray(outcome, dtype=np.float64)
+    if y.ndim != 2:
+        raise ValueError(f"outcome must be [n_users, n_items] (got shape {y.shape})")
+    g, present = _groups(groups, y.shape[0])
+    if len(present) < 2:
+        return 0.0
+    p = np.stack([(y[g == c].sum(axis=0) + alpha) / ((g == c).sum() + 2 * alpha) for c in present])
+    logs = np.concatenate([np.log(p), np.log1p(-p)], axis=1)  # [groups, 2 * n_items]
+    return float((logs.max(axis=0) - logs.min(axis=0)).max())
+
+
+# ---------------------------------------------------------------- item-side exposure
+
+
+def rank_weighted_exposure(recommended: np.ndarray, n_items: int) -> np.ndarray:
+    """Exposure of each of ``n_items`` items: ``sum over lists and positions of 1 / log2(1 + rank)``
+    with 1-based rank (rank 1 -> 1, rank 2 -> 0.63, ...); negative ids = empty slots (ignored).
+    Items never shown get 0."""
+    rec = np.asarray(recommended)
+    if rec.ndim != 2:
+        raise ValueError(f"recommended must be [n_lists, K] (got shape {rec.shape})")
+    weights = np.broadcast_to(1.0 / np.log2(np.arange(rec.shape[1]) + 2.0), rec.shape)
+    valid = rec >= 0
+    return np.bincount(rec[valid], weights=weights[valid], minlength=n_items)[:n_items].astype(np.float64)
+
+
+def popular_exposure(exposure: np.ndarray, is_popular: np.ndarray) -> dict[str, float]:
+    """Share and ratio of the popular group's exposure (Singh & Joachims 2018's disparate exposure).
+
+    ``share = sum_{i popular} e_i / sum_i e_i`` (0 when nothing is exposed);
+    ``ratio = mean_{i popular} e_i / mean_{i long tail} e_i`` (1 = equal exposure per item; ``inf``
+    when the long tail gets nothing but the popular group does, NaN when a group is empty or
+    nothing is exposed)."""
+    e = np.asarray(exposure, dtype=np.float64)
+    pop = np.asarray(is_popular, dtype=bool)
+    total = e.sum()
+    share = float(e[pop].sum() / total) if total > 0 else 0.0
+    if not pop.any() or pop.all() or total == 0:
+        ratio = float("nan")
+    else:
+        tail = e[~pop].mean()
+        ratio = float(e[pop].mean() / tail) if tail > 0 else float("inf")
+    return {"share": share, "ratio": ratio}
+
+
+def average_popularity(recommended: np.ndarray, popularity: np.ndarray) -> float:
+    """ARP: ``mean_u (1 / |L_u|) sum_{i in L_u} phi(i)``, phi = an item's training interactions;
+    lists with no filled slot are skipped (0 when none is filled)."""
+    rec = np.asarray(recommended)
+    phi = np.asarray(popularity, dtype=np.float64)
+    valid = rec >= 0
+    n = valid.sum(axis=1)
+    sums = np.where(valid, phi[np.where(valid, rec, 0)], 0.0).sum(axis=1)
+    keep = n > 0
+    return float(np.mean(sums[keep] / n[keep])) if keep.any() else 0.0
+
+
+def long_tail_share(recommended: np.ndarray, is_popular: np.ndarray) -> float:
+    """APLT: ``mean_u |L_u ∩ long tail| / |L_u|`` (long tail = not popular); lists with no filled
+    slot are skipped (0 when none is filled)."""
+    rec = np.asarray(recommended)
+    pop = np.asarray(is_popular, dtype=bool)
+    valid = rec >= 0
+    n = valid.sum(axis=1)
+    tail = (valid & ~pop[np.where(valid, rec, 0)]).sum(axis=1)
+    keep = n > 0
+    return float(np.mean(tail[keep] / n[keep])) if keep.any() else 0.0
+
+
+def exposure_metrics(
+    recommended: np.ndarray, n_items: int, popularity: np.ndarray, is_popular: np.ndarray
+) -> dict[str, float]:
+    """Item-side exposure of ranked lists ``recommended`` [n_lists, K] (one list per user, or an
+    episode's step-major concatenation, which amortises exposure over the whole episode):
+    ``exposure_gini`` (Gini of rank-weighted exposure over all ``n_items``, unseen items = 0),
+    ``popular_exposure_share`` / ``popular_exposure_ratio`` (:func:`popular_exposure`),
+    ``arp`` (:func:`average_popularity`), ``aplt`` (:func:`long_tail_share`) and
+    ``item_coverage`` (share of items shown at least once)."""
+    exposure = rank_weighted_exposure(recommended, n_items)
+    pop = popular_exposure(exposure, is_popular)
+    return {
+        "exposure_gini": gini_index(exposure),
+        "popular_exposure_share": pop["share"],
+        "popular_exposure_ratio": pop["ratio"],
+        "arp": average_popularity(recommended, popularity),
+        "aplt": long_tail_share(recommended, is_popular),
+        "item_coverage": float((exposure > 0).mean()) if n_items else 0.0,
+    }

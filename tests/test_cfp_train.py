@@ -124,3 +124,14 @@ def test_prompt_mixture_protects_a_subset_of_attributes_at_once(backbone, tmp_pa
     on_disk = json.loads((tmp_path / "mix" / "results.json").read_text())
     assert on_disk["subsets"]["gender+age"]["probe_auc"] == both["probe_auc"]
     assert (tmp_path / "mix" / "mixture" / "mixture.safetensors").is_file()
+    # outcome fairness of the same rankings, per attribute: the group means bracket the overall hit@10
+    for entry in (both, results["subsets"]["gender"], results["backbone"]):
+        ranking = entry["ranking"]
+        for attribute in ("gender", "age"):
+            means = [v for k, v in ranking.items() if k.startswith(f"{attribute}/hit@10_group_")]
+            assert len(means) >= 2 and min(means) - 1e-9 <= ranking["hit@10"] <= max(means) + 1e-9, ranking
+            assert 0.0 <= ranking[f"{attribute}/gap_hit@10"] <= max(means) - min(means) + 1e-9
+            assert ranking[f"{attribute}/df_epsilon"] >= 0.0 and ranking[f"{attribute}/yh_parity"] == 0.0
+        assert 0.0 < ranking["popular_exposure_share"] <= 1.0 and 0.0 <= ranking["exposure_gini"] < 1.0
+    single_test = single["gender"]["cfp"]["test"]
+    assert {"gap_hit@10", "gap_ndcg@10", "yh_value", "df_epsilon", "exposure_gini", "aplt"} <= set(single_test)

@@ -88,6 +88,29 @@ def test_recall_denominator_counts_positives_before_rollout():
     assert metrics["cost"] == pytest.approx(12.0)  # all 12 popular items were shown once
 
 
+def test_exposure_is_amortised_over_the_episode_slates():
+    """2 users, K = 2, T = 2 over 8 items (6 and 7 never shown); popular = items 0, 1."""
+    from types import SimpleNamespace
+
+    from fairrec_ray.fcpo.evaluation import rollout_metrics
+
+    data = SimpleNamespace(
+        n_items=8, popular=np.array([1, 1, 0, 0, 0, 0, 0, 0], bool), train_item_counts=lambda: np.arange(8)[::-1]
+    )
+    rec = np.array([[0, 1, 2, 3], [1, 0, 4, 5]])
+    out = {"recommended": rec, "relevant": np.zeros((2, 8), bool), "n_relevant": np.array([1, 1]),
+           "reward": np.zeros(2), "cost": np.full(2, 2.0), "cost_discounted": np.full(2, 2.0)}  # fmt: skip
+    m = rollout_metrics(out, data, 3.0, (4,), top_k=2)
+    d1 = 1 / math.log2(3)
+    # per-slate ranks: items 0, 1 get 1 + d1 each; 2 and 4 get 1; 3 and 5 get d1
+    assert m["popular_exposure_share"] == pytest.approx(0.5)
+    assert m["popular_exposure_ratio"] == pytest.approx((1 + d1) / ((2 + 2 * d1) / 6))
+    assert m["aplt"] == pytest.approx(0.5) and m["item_coverage"] == pytest.approx(6 / 8)
+    assert m["arp"] == pytest.approx(np.mean([(7 + 6) / 2, (5 + 4) / 2, (6 + 7) / 2, (3 + 2) / 2]))
+    whole = rollout_metrics(out, data, 3.0, (4,))  # one 4-item list per user: ranks 3, 4 weigh less
+    assert whole["popular_exposure_share"] > m["popular_exposure_share"]
+
+
 def test_bad_env_sizes_raise_clear_errors():
     with pytest.raises(ConfigError, match=r"top_k=61 > number of items 60"):
         check_env_sizes(n_items=60, n_start=5, top_k=61, horizon=1)

@@ -1,5 +1,6 @@
 """Evaluation of a CFP model — or of its bare backbone, through the same code (``prompt=False``):
-ranking quality (``p5.evaluate.evaluate_model``, the project's one ranking evaluation) and the
+ranking quality (``p5.generate.generate_rankings`` + ``p5.evaluate.rank_metrics``, the project's one ranking
+evaluation), the outcome fairness of those rankings (``outcomes.py``) and the
 fairness probe on frozen user representations (``probe.probe_auc``). Result keys are the constants
 below."""
 
@@ -76,10 +77,15 @@ def cfp_ranking(
     max_users: int | None,
     seed: int,
     prompt: bool = True,
+    groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """hit@k / NDCG@k of the model (``prompt=False``: its bare backbone) on ``stage``."""
-    from fairrec_ray.p5.evaluate import evaluate_model
+    """hit@k / NDCG@k of the model (``prompt=False``: its bare backbone) on ``stage``, with the
+    outcome-fairness metrics of the same rankings (``outcomes.ranking_outcomes``: group gaps,
+    Yao-Huang, differential fairness ε over ``data``'s attribute — or over every attribute of
+    ``groups``, keys prefixed ``attr/`` — and item exposure of the top-10 lists)."""
+    from fairrec_ray.p5.evaluate import rank_metrics
     from fairrec_ray.p5.examples import eval_rows
+    from fairrec_ray.p5.generate import generate_rankings
 
     rows = eval_rows(data.split, stage)
     if max_users is not None and max_users < len(rows):  # an evenly spread, deterministic subset
@@ -88,19 +94,31 @@ def cfp_ranking(
     model.eval()
     context = contextlib.nullcontext() if prompt else model.disabled()
     with context:
-        metrics = evaluate_model(
-            model,
-            data.tokenizer,
-            data.split,
-            protocol=protocol,  # type: ignore[arg-type]
-            stage=stage,  # type: ignore[arg-type]
-            num_beams=num_beams,
-            rows=rows,
-            max_history=data.max_history,
-            seed=seed,
-        )
+        ranked = generate_rankings(
+            model, data.tokenizer, data.split, protocol=protocol, stage=stage, rows=rows,  # type: ignore[arg-type]
+            num_beams=num_beams, seed=seed, max_history=data.max_history,
+        )  # fmt: skip
     model.train(was_training)
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    metrics = {**rank_metrics(ranked.ranks), "users": float(len(ranked.rows))}
+    metrics.update(ranking_fairness(ranked.items, ranked.rows, data, stage, groups))
+    return metrics
+
+
+def ranking_fairness(
+    items: np.ndarray, rows: np.ndarray, data: CFPData, stage: str, groups: dict[str, np.ndarray] | None = None
+) -> dict[str, float]:
+    """``outcomes.ranking_outcomes`` of ranked ``items`` [len(rows), K] of split ``rows``; item
+    popularity = counts in the stage's input histories (what the model reads)."""
+    from fairrec_ray.outcomes import ranking_outcomes
+    from fairrec_ray.p5.baselines import most_pop_scores
+    from fairrec_ray.p5.candidates import gold_items
+
+    n_items = data.tokenizer.n_items
+    popularity = most_pop_scores(data.split, n_items, stage)[0]  # type: ignore[arg-type]
+    users = data.split.users[rows]
+    labels = {a: lab[users] for a, lab in groups.items()} if groups else data.labels[users]
+    golds = gold_items(data.split, stage, rows)  # type: ignore[arg-type]
+    return ranking_outcomes(items, golds, labels, n_items, popularity)
 
 
 def evaluate_cfp(model: CFPModel, data: CFPData, config, stage: str, prompt: bool = True) -> dict[str, float]:

@@ -144,16 +144,18 @@ def _train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: Path)
     return results
 
 
-def _ranking(model: MixtureModel, data: CFPData, config: CFPConfig, prompt: bool = True) -> dict[str, float]:
+def _ranking(model: MixtureModel, data: dict[str, CFPData], config: CFPConfig, prompt: bool = True) -> dict[str, float]:
+    """Ranking metrics + outcome fairness per attribute (keys ``attr/...``) on the held-out users'
+    test split (labels are indexed by user, so each attribute's full label array serves as a group)."""
+    heldout = next(iter(data.values())).users("heldout")
     return cfp_ranking(
-        model, data.users("heldout"), stage="test", protocol=config.protocol, num_beams=config.num_beams,
-        max_users=None, seed=config.seed, prompt=prompt,
+        model, heldout, stage="test", protocol=config.protocol, num_beams=config.num_beams, max_users=None,
+        seed=config.seed, prompt=prompt, groups={a: d.labels for a, d in data.items()},
     )  # fmt: skip
 
 
 def evaluate_backbone(model: MixtureModel, data: dict[str, CFPData], config: CFPConfig) -> dict[str, Any]:
-    first = next(iter(data.values()))
-    out: dict[str, Any] = {"ranking": _ranking(model, first, config, prompt=False)}
+    out: dict[str, Any] = {"ranking": _ranking(model, data, config, prompt=False)}
     for a, d in data.items():
         out[a] = fairness_metrics(model, d.users("heldout"), config.probe_folds, config.seed, prompt=False)["probe_auc"]
     return out
@@ -164,11 +166,10 @@ def evaluate_subsets(
 ) -> dict[str, Any]:
     """Per subset: probe AUC of each of its attributes and hit@k, all on the held-out users' test
     split (the same users for every attribute: the partition is joint over all attributes)."""
-    first = next(iter(data.values()))
     out = {}
     for subset in subsets:
         model.set_subset(subset)
-        entry: dict[str, Any] = {"ranking": _ranking(model, first, config)}
+        entry: dict[str, Any] = {"ranking": _ranking(model, data, config)}
         entry["probe_auc"] = {
             a: fairness_metrics(model, data[a].users("heldout"), config.probe_folds, config.seed)["probe_auc"]
             for a in subset

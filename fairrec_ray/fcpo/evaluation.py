@@ -6,7 +6,10 @@ the T steps recommends K unseen items.
 The rollout's ranked list is the step-major concatenation (step 1's K items in rank order, then
 step 2's, ...). Ranking metrics at N use its first N entries; recall's denominator is the user's
 held-out positives counted *before* the rollout (the reference counted after, inflating recall).
-Exposure metrics (Gini over all items, popularity rate) and cost use the whole rollout.
+Exposure metrics (Gini over all items, popularity rate) and cost use the whole rollout; the
+rank-weighted exposure metrics (``metrics.exposure_metrics``: exposure Gini, popular share and
+ratio, ARP, APLT, coverage) are amortised over the episode: each step's K-item slate is one list
+(rank 1..K within the slate), summed over all steps and users.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fairrec_ray.fcpo.env import RecVectorEnv
 from fairrec_ray.fcpo.env_data import RecEnvData, Split
 from fairrec_ray.metrics import (
     exposure_counts,
+    exposure_metrics,
     gini_index,
     popularity_rate,
     precision_recall_f1_ndcg_at_k,
@@ -121,12 +125,14 @@ def policy_metrics(
 ) -> dict[str, float]:
     """Ranking metrics at each N in ``at`` (capped at T*K) plus exposure and cost metrics."""
     out = policy_rollout(data, policy, top_k, horizon, split=split, gamma_c=gamma_c)
-    return rollout_metrics(out, data, cost_limit, at)
+    return rollout_metrics(out, data, cost_limit, at, top_k=top_k)
 
 
 def rollout_metrics(
-    out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, at: Sequence[int]
+    out: dict[str, np.ndarray], data: RecEnvData, cost_limit: float, at: Sequence[int], top_k: int | None = None
 ) -> dict[str, float]:
+    """Metrics of a rollout (``policy_rollout`` / ``fixed_score_rollout``); ``top_k``: the slate
+    size K the exposure metrics split the episode into (None: the whole list is one slate)."""
     recommended = out["recommended"]
     result: dict[str, float] = {}
     for n in sorted({min(int(k), recommended.shape[1]) for k in at}):
@@ -138,6 +144,8 @@ def rollout_metrics(
     result[COST_DISCOUNTED] = float(out["cost_discounted"].mean())
     result[COST_LIMIT] = float(cost_limit)
     result[VIOLATION_RATE] = violation_rate(out["cost_discounted"], cost_limit)
+    slates = recommended.reshape(-1, top_k or recommended.shape[1])
+    result.update(exposure_metrics(slates, data.n_items, data.train_item_counts(), data.popular))
     return result
 
 

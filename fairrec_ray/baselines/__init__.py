@@ -1,0 +1,1 @@
+"""Classic (non-foundation-model) fairness baselines evaluated with CFP's protocol."""
