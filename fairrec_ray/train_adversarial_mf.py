@@ -1,7 +1,7 @@
 """``python -m fairrec_ray.train_adversarial_mf``: plain vs adversarially filtered BPR-MF on CFP's
 split and protocol (probe AUC, hit@k, outcome fairness), written to ``OUTPUT/results.json``.
 
-Example: ``python -m fairrec_ray.train_adversarial_mf --dataset ml-100k --data-dir DIR --attribute gender
+Example: ``python -m fairrec_ray.train_adversarial_mf --dataset movielens-100k --data-dir DIR --attribute gender
 --output runs/advmf-gender``.
 """
 

@@ -33,7 +33,7 @@ def _help(text: str) -> dict[str, str]:
 class AdvMFJobConfig(DataOptions):
     attribute: str = field(default="gender", metadata=_help("sensitive attribute to filter out"))
     output: str | None = field(default=None, metadata=_help("output folder (results.json)"))
-    protocol: Literal["full", "sampled-100"] = field(default="full", metadata=_help("candidate protocol"))
+    protocol: Literal["sampled-100", "full"] = field(default="sampled-100", metadata=_help("candidates (as CFP)"))
     probe_folds: int = field(default=5, metadata=_help("probe cross-validation folds (as CFP)"))
     dim: int = field(default=64, metadata=_help("embedding size"))
     hidden: int = field(default=128, metadata=_help("filter / discriminator hidden units"))

@@ -39,7 +39,7 @@ class SweepConfig:
     num_samples: int = 1
     max_concurrent_trials: int = field(default=1, metadata={"help": "at most this many trials at once (0: no cap)"})
     scheduler: Literal["fifo", "asha"] = field(
-        default="fifo", metadata={"help": "asha: stop weak trials early (needs per-epoch reports; see jobs.py)"}
+        default="fifo", metadata={"help": "fifo only for now: trials report once, at the end, so ASHA could not act"}
     )
     seed: int = 0
 
@@ -55,6 +55,11 @@ class SweepConfig:
                 )
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.scheduler != "fifo":  # it used to be accepted and silently ignored
+            raise ConfigError(
+                f"scheduler: got {self.scheduler!r}; expected 'fifo' (CFP and FCPO trials report once, at the end, "
+                "so ASHA would have nothing to stop trials on)"
+            )
         if self.max_concurrent_trials < 0:
             raise ConfigError(f"max_concurrent_trials must be >= 0, got {self.max_concurrent_trials}")
         if not self.search:
@@ -96,7 +101,13 @@ def to_tune_space(search: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {key: build[spec["type"]](spec) for key, spec in search.items()}
 
 
+# Folder-valued job keys: made absolute when the sweep is loaded (trials run in their own folders).
+PATH_KEYS = ("data_dir", "backbone", "backbone_cache", "storage_path")
+
+
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    """The sweep file plus ``overrides``; relative ``base`` paths (``PATH_KEYS``) resolve against
+    the current folder."""
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         section, dot, leaf = key.partition(".")
@@ -106,6 +117,9 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         else:
             raw[key] = value
     sweep = build_config(SweepConfig, raw, str(path))
+    for key in PATH_KEYS:
+        if isinstance(sweep.base.get(key), str):
+            sweep.base[key] = str(Path(sweep.base[key]).resolve())
     config_cls = JOBS[sweep.job].config_class()
     fields = {f.name for f in dataclasses.fields(config_cls)}
     for section in ("search", "base"):

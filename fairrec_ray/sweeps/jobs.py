@@ -53,11 +53,26 @@ def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     return {prefix + k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def finished_results(folder: Path, config_dict: dict[str, Any]) -> dict[str, Any] | None:
+    """``folder/results.json`` when it was written for exactly ``config_dict``, else None: a resumed
+    sweep (``--resume``) may start a trial that had finished (Tune re-launched one whose finish its
+    saved experiment state had not yet recorded); the trial then returns what it wrote, not a rerun."""
+    import json
+
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    return results if results.get("config") == config_dict else None
+
+
 def run_cfp_trial(config: dict[str, Any], folder: Path) -> dict[str, float]:
     from fairrec_ray.cfp.config import CFPConfig
     from fairrec_ray.cfp.job import run_cfp
+    from fairrec_ray.config import config_to_dict
 
-    results = run_cfp(build_config(CFPConfig, {**config, "output": str(folder / "cfp")}, "sweep trial"))
+    job_config = build_config(CFPConfig, {**config, "output": str(folder / "cfp")}, "sweep trial")
+    results = finished_results(folder / "cfp", config_to_dict(job_config)) or run_cfp(job_config)
     return {
         **_scalars(results["final_valid"], VALID),
         **_scalars(results["final_test"], TEST),
