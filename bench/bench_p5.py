@@ -3,6 +3,7 @@ protocols, and quality (hit@k, NDCG@k) of a P5 model vs MostPop vs BPR-MF on the
 
     python bench/bench_p5.py [--quality-model runs/p5_ml100k/model --data-dir /path/ml-100k]
     python bench/bench_p5.py --mix-throughput [--out bench_p5_mix.json]   # prompts/s of the family mix
+    python bench/bench_p5.py --probe-model runs/p5fam/model               # gender/age leak of its users
 
 Prints one JSON object. Training throughput compares the *same* model, batch, thread count and
 examples: the bare loop calls ``train_epoch`` (the function the Ray Train loop runs) in this process;
@@ -196,6 +197,47 @@ def bench_mix_throughput(data_dir: str, users: int, prompts_per_user: int, batch
     return out
 
 
+def bench_probe(model_dir: Path, data_dir: str, batch_size: int = 128) -> dict:
+    """Held-out probe AUC (``fairrec_ray.cfp.probe``, 5-fold) of gender and age from a trained P5's
+    user representations on ML-100K: the mean encoder state over the user-id span of the 2-1 test
+    prompt (CFP's ``encode_users`` view), of the user-only prompt 2-14, and (independent ids) the
+    user token's input embedding row."""
+    from fairrec_ray.cfp.probe import probe_auc
+    from fairrec_ray.p5.examples import PromptExample, eval_examples
+
+    dataset, split = P5TrainConfig(dataset="movielens-100k", data_dir=data_dir).load_split()
+    model, tok = load_p5(model_dir)
+    torch.set_num_threads(1)
+    collate = P5Collator(tok)
+    users = split.users.tolist()
+    views = {
+        "seq_2-1_span": eval_examples(split, tok, "test"),
+        "user_only_2-14_span": [
+            PromptExample(f"What is the interaction history of {tok.user_text(u)} ?", "", u, r, "2-14")
+            for r, u in enumerate(users)
+        ],
+    }
+    feats: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for name, examples in views.items():
+            parts = []
+            for lo in range(0, len(examples), batch_size):
+                b = collate(examples[lo : lo + batch_size])
+                hidden = model.get_encoder()(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0]
+                mask = b["user_token_mask"].unsqueeze(-1).float()
+                parts.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy())
+            feats[name] = np.concatenate(parts)
+        if tok.user_tokens:
+            rows = [tok.tokenizer.token_to_id(tok.user_text(u)) for u in users]
+            feats["user_token_embedding"] = model.shared.weight[rows].numpy()
+    out: dict = {"model": str(model_dir), "users": len(users), "uptime": _uptime()}
+    for attribute in ("gender", "age"):
+        labels = dataset.attribute_labels(attribute)[split.users]
+        for name, x in feats.items():
+            out[f"{attribute}_auc_{name}"] = round(probe_auc(x, labels, probes=("logreg",)).auc, 4)
+    return out
+
+
 def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
@@ -217,7 +259,11 @@ def main() -> None:
     parser.add_argument("--mix-prompts-per-user", type=int, default=40)
     parser.add_argument("--mix-batch-sizes", default="64,256")
     parser.add_argument("--out", help="also write the JSON here (atomically)")
+    parser.add_argument("--probe-model", help="only: gender/age probe AUC of this ML-100K P5's user representations")
     args = parser.parse_args()
+    if args.probe_model:
+        _emit({"probe": bench_probe(Path(args.probe_model), args.data_dir)}, args.out)
+        return
     if args.mix_throughput:
         torch.set_num_threads(1)
         sizes = [int(b) for b in args.mix_batch_sizes.split(",") if b]

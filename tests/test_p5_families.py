@@ -236,3 +236,70 @@ def test_epoch_batches_cover_the_shard_once_with_similar_lengths(data):
     spread = np.mean([max(lens[id(e)] for e in b) - min(lens[id(e)] for e in b) for b in bucketed])
     plain = epoch_batches(examples, tok, 16, False, seed=0, epoch=1)
     assert spread < 0.5 * np.mean([max(lens[id(e)] for e in b) - min(lens[id(e)] for e in b) for b in plain])
+
+
+# ---------------------------------------------------------------------------- memorisation (opt-in)
+def _pair_accuracy(model, tok, split, k: int = 5) -> float:
+    """Share of user pairs (u, v), u != v, for which the model finds u's own first ``k`` training
+    items a likelier answer to "What is the interaction history of <user_u> ?" than v's. A model
+    that ignores the user id scores exactly 0.5 (each pair and its mirror split one win)."""
+    from fairrec_ray.p5.examples import PromptExample
+
+    n = len(split)
+    sources = [f"What is the interaction history of {tok.user_text(int(u))} ?" for u in split.users]
+    targets = [tok.items_text(split.train[r][:k]) for r in range(n)]
+    pairs = [PromptExample(sources[u], targets[v], int(split.users[u]), u, "2-14") for u in range(n) for v in range(n)]
+    collate, nll = P5Collator(tok, user_mask=False), []
+    model.eval()
+    with torch.no_grad():
+        for lo in range(0, len(pairs), 256):
+            b = collate(pairs[lo : lo + 256])
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).logits
+            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), b["labels"], reduction="none")
+            nll += loss.sum(1).tolist()
+    m = np.asarray(nll).reshape(n, n)
+    off = ~np.eye(n, dtype=bool)
+    return float((np.diag(m)[:, None] < m)[off].mean())
+
+
+@pytest.mark.learning
+def test_user_only_families_make_the_user_token_memorise_the_users_items():
+    """Memorisation (opt-in, ~2-4 min on a busy 2-core machine; no < 60 s version learns enough).
+
+    Planted synthetic data (taste depends on gender/age/occupation), independent ``<user_N>`` ids,
+    a tiny backbone trained with the same prompt budget (800 per user) either on the user-only
+    history family (the prompt's only clue about the user is the id) or on the sequential family
+    only. (Memorisation sets in late: with history + yes/no sharing the same budget, i.e. 500
+    history prompts per user, the score was still 0.51 — measured once, 2026-12-02.)
+    Representation: what the id alone tells the model, measured by ``_pair_accuracy`` on a
+    user-only prompt — meaningful for both models, since the user's items must then come from the
+    id's embedding row (a sequential prompt would reveal the items through its history). The
+    cheap CI checks of the same mechanism are the gradient and held-out tests above."""
+    from fairrec_ray.p5.loop import make_optimizer, train_epoch
+
+    ds = generate_synthetic(
+        SyntheticConfig(n_users=12, n_items=60, n_genres=3, mean_interactions=15, min_interactions=8, signal=3.0)
+    )
+    split = leave_one_out(ds)
+    tok = build_tokenizer(ds.n_users, ds.n_items, user_tokens=True)
+    torch.set_num_threads(1)
+    scores = {}
+    for name, mix in (("user_only", (0.0, 1.0, 0.0, 0.0)), ("sequential", (1.0, 0.0, 0.0, 0.0))):
+        torch.manual_seed(0)
+        model = P5Model(preset_config("tiny", tok.vocab_size, **TINY))
+        model.set_word_starts(tok.word_start_flags())
+        cfg = P5TrainConfig(
+            dataset="synthetic", prompts_per_user=40, mix_sequential=mix[0], mix_history=mix[1],
+            mix_yes_no=mix[2], mix_choice=mix[3], max_history=5, lr=1e-2, batch_size=16, warmup_ratio=0.0,
+        )  # fmt: skip
+        epochs = 20
+        first = train_examples(split, tok, cfg.example_config(), 0, 1)
+        optimizer, scheduler = make_optimizer(model, cfg, epochs * -(-len(first) // 16))
+        for epoch in range(1, epochs + 1):
+            examples = first if epoch == 1 else train_examples(split, tok, cfg.example_config(), 0, epoch)
+            batches = epoch_batches(examples, tok, 16, True, 0, epoch)
+            train_epoch(model, optimizer, scheduler, batches, P5Collator(tok, user_mask=False), 1.0, "cpu")
+        scores[name] = _pair_accuracy(model, tok, split)
+    assert scores["user_only"] > 0.75, scores
+    assert scores["sequential"] < 0.65, scores
+    assert scores["user_only"] > scores["sequential"] + 0.2, scores

@@ -31,6 +31,8 @@ def test_a_finished_trial_returns_its_results_only_for_the_same_config(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps({"config": {"a": 1, "b": [1, 2]}, "final_test": {}}))
     assert finished_results(tmp_path, {"a": 1, "b": [1, 2]})["final_test"] == {}
     assert finished_results(tmp_path, {"a": 2, "b": [1, 2]}) is None  # other settings: run it
+    # the output folder is not a setting: Tune stages each launch of a trial in another folder
+    assert finished_results(tmp_path, {"a": 1, "b": [1, 2], "output": "elsewhere"}) is not None
 
 
 def test_asha_is_refused_while_trials_report_once(monkeypatch):
@@ -62,7 +64,7 @@ def test_cfp_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert first["trials"] == 1 and first["failed_trials"] == 1  # the front holds the finished trial only
     done = list((tmp_path / "sweep" / "sweep").glob("trial_*/cfp/results.json"))
     assert len(done) == 1
-    stamp = done[0].stat().st_mtime_ns
+    written = done[0].read_text()  # a rerun would write other timings
 
     shutil.copytree(good, late)  # the missing input arrives; the sweep is resumed
     second = run_sweep(sweep, tmp_path / "sweep", resume=True)
@@ -70,7 +72,7 @@ def test_cfp_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     results = sorted((tmp_path / "sweep" / "sweep").glob("trial_*/cfp/results.json"))
     assert len(results) == 2
     # the finished trial was not run again (Tune may re-launch it; it then returns its stored results)
-    assert done[0].stat().st_mtime_ns == stamp
+    assert done[0].read_text() == written
     assert json.loads(done[0].read_text())["backbone_dir"].startswith(str(good))
     table = pd.read_csv(tmp_path / "sweep" / "trials.csv")
     assert table["valid_hit@10"].notna().all() and table["test_probe_auc"].notna().all()

@@ -56,14 +56,18 @@ def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
 def finished_results(folder: Path, config_dict: dict[str, Any]) -> dict[str, Any] | None:
     """``folder/results.json`` when it was written for exactly ``config_dict``, else None: a resumed
     sweep (``--resume``) may start a trial that had finished (Tune re-launched one whose finish its
-    saved experiment state had not yet recorded); the trial then returns what it wrote, not a rerun."""
+    saved experiment state had not yet recorded; ``sweeps.run`` copies its earlier folder back first);
+    the trial then returns what it wrote, not a rerun."""
     import json
 
     path = folder / "results.json"
     if not path.is_file():
         return None
     results = json.loads(path.read_text())
-    return results if results.get("config") == config_dict else None
+    same = {k: v for k, v in results.get("config", {}).items() if k != "output"} == {
+        k: v for k, v in config_dict.items() if k != "output"
+    }  # the output folder moves: Tune stages each launch of a trial in its own folder
+    return results if same else None
 
 
 def run_cfp_trial(config: dict[str, Any], folder: Path) -> dict[str, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,13 @@ from fairrec_ray.sweeps.pareto import pareto_table, plot_front, setting_label
 RUN_NAME = "sweep"
 
 
-def _trial(config: dict[str, Any], job: str) -> None:
+def _trial(config: dict[str, Any], job: str, storage: str) -> None:
     from ray import tune
 
-    folder = Path(tune.get_context().get_trial_dir())
+    folder = Path(tune.get_context().get_trial_dir())  # Tune's local staging copy of the trial folder
+    stored = Path(storage) / folder.name  # the trial folder in the sweep's --output
+    if stored != folder and stored.is_dir():  # a re-launched trial: what it wrote before comes back
+        shutil.copytree(stored, folder, dirs_exist_ok=True)
     tune.report(JOBS[job].run(config, folder))
 
 
@@ -80,8 +84,8 @@ def _tuner(sweep: SweepConfig, output: Path, resume: bool) -> Any:
     quiet_ray()
     job = JOBS[sweep.job]
     resources = {"cpu": 1.0 if int(sweep.base.get("num_workers", 0) or 0) else job.cpus_per_trial(sweep.base)}
-    trainable = tune.with_resources(tune.with_parameters(_trial, job=sweep.job), resources)
-    folder = output / RUN_NAME
+    folder = output.resolve() / RUN_NAME
+    trainable = tune.with_resources(tune.with_parameters(_trial, job=sweep.job, storage=str(folder)), resources)
     if resume:
         if not tune.Tuner.can_restore(str(folder)):
             raise FairrecError(f"{output}: no sweep to resume there (no {RUN_NAME}/ folder with Tune's state)")
