@@ -120,3 +120,8 @@ def test_prompt_mixture_protects_a_subset_of_attributes_at_once(backbone, tmp_pa
     on_disk = json.loads((tmp_path / "mix" / "results.json").read_text())
     assert on_disk["subsets"]["gender+age"]["probe_auc"] == both["probe_auc"]
     assert (tmp_path / "mix" / "mixture" / "mixture.safetensors").is_file()
+    from fairrec_ray.serve.bundle import open_bundle  # the jobs' serving bundles open and fit together
+
+    assert open_bundle(single["gender"]["bundle_dir"]).attributes == ["gender"]
+    mixed = open_bundle(results["bundle_dir"])
+    assert mixed.attributes == ["age", "gender"] and mixed.mixture_attributes == ["gender", "age"]
