@@ -140,3 +140,8 @@ def test_prompt_mixture_protects_a_subset_of_attributes_at_once(backbone, tmp_pa
         assert 0.0 < ranking["popular_exposure_share"] <= 1.0 and 0.0 <= ranking["exposure_gini"] < 1.0
     single_test = single["gender"]["cfp"]["test"]
     assert {"gap_hit@10", "gap_ndcg@10", "yh_value", "df_epsilon", "exposure_gini", "aplt"} <= set(single_test)
+    from fairrec_ray.serve.bundle import open_bundle  # the jobs' serving bundles open and fit together
+
+    assert open_bundle(single["gender"]["bundle_dir"]).attributes == ["gender"]
+    mixed = open_bundle(results["bundle_dir"])
+    assert mixed.attributes == ["age", "gender"] and mixed.mixture_attributes == ["gender", "age"]

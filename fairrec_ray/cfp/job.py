@@ -196,6 +196,9 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
             control = _control(config, loop_config, storage, baseline_valid, str(backbone_dir), loaded, final, best)
         meta = {"attribute": config.attribute, "epoch": best.epoch, "backbone": str(backbone_dir)}
         fair.save_prompt(output / PROMPT_DIR, meta)
+        from fairrec_ray.serve.bundle import write_job_bundle  # OUTPUT/bundle: what the server loads
+
+        bundle_dir = write_job_bundle(output, backbone_dir, loaded[0], config, {config.attribute: output / PROMPT_DIR})
         results = {
             "config": config_to_dict(config),
             "backbone_dir": str(backbone_dir),
@@ -228,6 +231,7 @@ def run_cfp(config: CFPConfig) -> dict[str, Any]:
                 "workers": best_state.get("workers", []),  # rank, node_id, node_ip (best epoch's run)
             },
             "prompt_dir": str(output / PROMPT_DIR),
+            "bundle_dir": str(bundle_dir),
             "state_file": STATE_FILE,
         }
         write_json_atomic(output / RESULTS_FILE, results)

@@ -139,6 +139,11 @@ def _train_mixture(config: CFPConfig, prompt_dirs: dict[str, str], output: Path)
     }
     model.save_mixers(output / "mixture")
     write_json_atomic(output / "mixture" / "mixture.json", {"attributes": attributes, "prompts": results["prompts"]})
+    from fairrec_ray.serve.bundle import write_job_bundle  # OUTPUT/bundle: what the server loads
+
+    results["bundle_dir"] = str(
+        write_job_bundle(output, config.backbone, base.dataset, config, dict(prompt_dirs), output / "mixture")
+    )
     results["seconds"] = time.perf_counter() - started
     write_json_atomic(output / RESULTS_FILE, results)
     return results

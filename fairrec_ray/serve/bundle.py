@@ -132,17 +132,11 @@ class Catalogue:
 
 
 def _copy_folder(source: Path, dest: Path) -> None:
-    """Replace ``dest`` with a copy of ``source`` (hard links where the filesystem allows)."""
-
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
+    """Replace ``dest`` with a copy of ``source`` (a copy, not links: a training job that later
+    rewrites its own files in place must not change the bundle)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        shutil.copytree(source, tmp / "x", copy_function=link_or_copy)
+        shutil.copytree(source, tmp / "x")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp / "x", dest)
@@ -366,3 +360,26 @@ def consumed_mask(catalogue: Catalogue, user_idx: int) -> np.ndarray:
     mask = np.zeros(catalogue.n_items, dtype=bool)
     mask[list(catalogue.consumed[user_idx])] = True
     return mask
+
+
+BUNDLE_DIR = "bundle"
+
+
+def write_job_bundle(
+    output: str | Path,
+    backbone_dir: str | Path,
+    dataset: Any,
+    config: Any,
+    prompts: dict[str, str | Path],
+    mixture_dir: str | Path | None = None,
+) -> Path:
+    """``OUTPUT/bundle/`` of a training job: its backbone, the catalogue of ``dataset`` (as
+    ``config``'s data options name it), its prompt(s) and mixture. The job's own bundle is rewritten
+    whole (a resumed run may have a re-trained backbone: its old bundle must not block the results)."""
+    from fairrec_ray.data.options import data_spec
+
+    catalogue = Catalogue.from_dataset(dataset, data_spec(config))
+    bundle = Path(output) / BUNDLE_DIR
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    return write_bundle(bundle, backbone_dir, catalogue, prompts, mixture_dir)
