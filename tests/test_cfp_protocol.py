@@ -105,3 +105,16 @@ def test_cfp_run_trains_on_train_users_selects_on_valid_reports_heldout(backbone
     assert [e["epoch"] for e in control["per_epoch"]] == [0, 1]
     assert control["per_epoch"][1]["rec_loss"] != on_disk["per_epoch"][1]["rec_loss"]  # really another run
     assert (out / "ray" / "cfp_control").is_dir()
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_without_per_epoch_evaluation_the_chosen_epoch_is_still_measured_on_validation_users(backbone, tmp_path):
+    """What a sweep selects on (``final_valid``) exists, and is over the validation users only."""
+    from fairrec_ray.cfp.job import run_cfp
+
+    config = {**TINY, "backbone": str(backbone), "output": str(tmp_path / "out"), "eval_every_epoch": False,
+              "control": False}  # fmt: skip
+    results = run_cfp(build_config(CFPConfig, config))
+    assert results["best_epoch"] == 1 and "valid_probe_auc" not in results["per_epoch"][-1]
+    assert results["final_valid"]["probe_n_users"] == len(results["users"]["valid_users"])
+    assert 0.0 <= results["final_valid"]["hit@10"] <= 1.0 and results["control"] is None
