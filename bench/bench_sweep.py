@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from fairrec_ray.sweep_trials import run_fcpo_trial
 
 from fairrec_ray.cli import init_ray
-from fairrec_ray.sweep import run_sweep
 from fairrec_ray.sweeps import load_sweep, pareto_table
+from fairrec_ray.sweeps.jobs import run_fcpo_trial
+from fairrec_ray.sweeps.run import run_sweep
 
 CONFIG = Path(__file__).resolve().parents[1] / "tune_configs" / "fcpo_alpha.yaml"
 
@@ -46,7 +46,9 @@ def main() -> None:
         rows = []
         start = time.perf_counter()
         for alpha in alphas:  # the baseline: the same trials, one after the other, no Tune
-            metrics = run_fcpo_trial({**sweep.base, "alpha": alpha, "output": tmp})
+            folder = Path(tmp) / f"loop_alpha_{alpha}"
+            folder.mkdir()
+            metrics = run_fcpo_trial({**sweep.base, "alpha": alpha}, folder)
             rows.append({"alpha": alpha, **metrics})
         loop_s = time.perf_counter() - start
     loop_table = pareto_table(pd.DataFrame(rows), sweep.accuracy, sweep.fairness)
