@@ -49,6 +49,8 @@ class P5TrainConfig(DataOptions):
             "(0 = every sequential position + --direct-per-user)"
         ),
     )
+    # Default weights: UP5-like proportions (sequential, the two user-only families, half as much
+    # choice); not yet chosen by a measurement (the ML-100K comparison is open, see issue #11).
     mix_sequential: float = field(default=1.0, metadata=_help("mix weight: sequential 2-1..2-6"))
     mix_history: float = field(default=1.0, metadata=_help("mix weight: user-only history 2-14/2-17/2-18"))
     mix_yes_no: float = field(default=1.0, metadata=_help("mix weight: user-only yes/no 5-1..5-4"))
