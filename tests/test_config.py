@@ -92,3 +92,13 @@ def test_write_json_atomic_replaces_whole_file(tmp_path):
         write_json_atomic(path, {"a": object()})
     assert path.read_text().strip().startswith("{") and '"a": 1' in path.read_text()
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+def test_cfp_backbone_settings_reach_p5_pretraining(tmp_path):
+    """CFP's auto-trained backbone takes UP5's families and independent user ids when asked."""
+    from fairrec_ray.cfp.backbone import p5_train_config
+    from fairrec_ray.cfp.config import CFPConfig
+
+    p5 = p5_train_config(CFPConfig(backbone_user_indexing="independent", backbone_prompts_per_user=30), tmp_path)
+    assert (p5.user_indexing, p5.prompts_per_user) == ("independent", 30)
+    assert p5_train_config(CFPConfig(), tmp_path).prompts_per_user == 0

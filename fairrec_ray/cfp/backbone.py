@@ -31,6 +31,7 @@ def p5_train_config(config: CFPConfig, output: Path):
         max_seq_per_user=config.backbone_seq_per_user,
         item_indexing=config.backbone_indexing,
         user_indexing=config.backbone_user_indexing,
+        prompts_per_user=config.backbone_prompts_per_user,
         num_workers=0,  # in-process: no worker start-up for a minute-long job
         val_users=config.eval_users or 0,
         val_protocol=config.protocol,

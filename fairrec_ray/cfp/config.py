@@ -62,8 +62,12 @@ class CFPConfig(DataOptions):
     backbone_indexing: Literal["raw", "sequential", "collaborative"] = field(
         default="raw", metadata=_help("item ids when pre-training a backbone (see p5/indexing.py)")
     )
-    backbone_user_indexing: Literal["raw", "collaborative"] = field(
+    backbone_user_indexing: Literal["raw", "collaborative", "independent"] = field(
         default="raw", metadata=_help("user ids when pre-training a backbone (see p5/indexing.py)")
+    )
+    backbone_prompts_per_user: int = field(
+        default=0,
+        metadata=_help("pre-training prompts per user and epoch over UP5's task families (0: P5's own mix)"),
     )
     # --- prompts
     prefix_length: int = field(default=10, metadata=_help("prefix tokens per side (encoder and decoder)"))
@@ -125,7 +129,8 @@ class CFPConfig(DataOptions):
             need(getattr(self, key) >= 1, key, ">= 1")
         for key in ("discriminator_layers", "disc_warmup_epochs", "rec_steps", "together_steps", "disc_steps"):
             need(getattr(self, key) >= 0, key, ">= 0")
-        for key in ("max_failures", "num_workers", "backbone_epochs", "backbone_seq_per_user"):
+        backbone_counts = ("backbone_epochs", "backbone_seq_per_user", "backbone_prompts_per_user")
+        for key in ("max_failures", "num_workers", *backbone_counts):
             need(getattr(self, key) >= 0, key, ">= 0")
         need(self.max_history >= 1, "max_history", ">= 1")
         need(self.samples_per_user >= 0, "samples_per_user", ">= 0")
