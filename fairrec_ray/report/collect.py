@@ -129,7 +129,8 @@ def read_run(folder: str | Path) -> Run:
     bench = folder / "bench_fcpo.json"
     if bench.is_file():
         payload = _read_json(bench)
-        _need(bench, payload, "bench_fcpo", ("baselines",))
+        if "baselines" not in payload and "quality" not in payload:
+            raise FairrecError(f"{bench}: looks like a bench_fcpo run but lacks baselines and quality")
         return Run("fcpo_bench", folder, payload, _command(folder, "fcpo_bench", payload))
     pareto = folder / "pareto.json"
     if pareto.is_file() or (folder / "trials.csv").is_file():

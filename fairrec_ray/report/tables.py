@@ -105,7 +105,7 @@ def fcpo_rows(run: Run) -> list[tuple[str, dict[str, Any]]]:
         alpha = (p.get("config") or {}).get("alpha")
         return [(f"FCPO α={alpha}" if alpha is not None else "FCPO unconstrained", p.get("final_test", {}))]
     if run.kind == "fcpo_bench":
-        rows = [(name, m) for name, m in p["baselines"].get("test", {}).items()]
+        rows = [(name, m) for name, m in (p.get("baselines") or {}).get("test", {}).items()]
         rows += [(f"FCPO {name}", q["final_test"]) for name, q in (p.get("quality") or {}).items() if "final_test" in q]
         return rows
     return []
