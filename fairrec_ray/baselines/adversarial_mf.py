@@ -90,9 +90,12 @@ def train_adversarial_mf(
     users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_items: int, cfg: AdvMFConfig
 ) -> AdvMFResult:
     """Fit on interactions ``(users[k], items[k])`` (user = row 0..n_users-1); ``labels`` [n_users]
-    are the attribute classes 0..C-1 the discriminator is trained on."""
+    are the attribute classes 0..C-1 the discriminator is trained on, ``-1`` for a user whose label
+    the adversary must not see (such users still get embeddings; neither loss reads their label)."""
     labels = np.asarray(labels, dtype=np.int64)
     n_users, n_classes = len(labels), int(labels.max()) + 1
+    if n_classes < 2:
+        raise ConfigError(f"labels: the discriminator needs labelled users of >= 2 classes; got {n_classes}")
     if len(users) != len(items) or not len(users):
         raise ConfigError(f"interactions: got {len(users)} users and {len(items)} items; need equal, non-zero")
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -102,14 +105,14 @@ def train_adversarial_mf(
     labels_t = torch.as_tensor(labels)
     seen = torch.zeros(n_users, n_items, dtype=torch.bool)
     seen[users_t, items_t] = True
-    ce = nn.CrossEntropyLoss(weight=class_weights(labels, n_classes))
+    ce = nn.CrossEntropyLoss(weight=class_weights(labels[labels >= 0], n_classes))
     rec_params = [model.user, model.item, model.bias, *model.filter.parameters()]
     opt = torch.optim.Adam(rec_params, lr=cfg.lr)
     opt_d = torch.optim.Adam(model.disc.parameters(), lr=cfg.disc_lr)
     history: list[dict[str, float]] = []
     started = time.perf_counter()
     for epoch in range(cfg.epochs):
-        adversarial = cfg.adv_weight > 0 and epoch >= cfg.warmup_epochs
+        adversarial_epoch = cfg.adv_weight > 0 and epoch >= cfg.warmup_epochs
         order = torch.randperm(len(users_t), generator=gen)
         sums = {"bpr": 0.0, "disc_ce": 0.0, "disc_acc": 0.0}
         batches = 0
@@ -120,6 +123,8 @@ def train_adversarial_mf(
             resample = seen[u, j]
             j[resample] = torch.randint(n_items, (int(resample.sum()),), generator=gen)
             uu = torch.unique(u)
+            uu = uu[labels_t[uu] >= 0]  # only users whose label the adversary may see
+            adversarial = adversarial_epoch and len(uu) > 1
             if adversarial:  # 1. the discriminator catches up on the current filter
                 logits = model.disc(model.users(uu).detach())
                 loss_d = ce(logits, labels_t[uu])

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from fairrec_ray.baselines.adversarial_mf import AdvMFConfig, train_adversarial_mf
+from fairrec_ray.cfp.data import HIDDEN
 from fairrec_ray.data.options import DataOptions
+from fairrec_ray.data.splits import partition_users, subset_split
 from fairrec_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ class AdvMFJobConfig(DataOptions):
     output: str | None = field(default=None, metadata=_help("output folder (results.json)"))
     protocol: Literal["sampled-100", "full"] = field(default="sampled-100", metadata=_help("candidates (as CFP)"))
     probe_folds: int = field(default=5, metadata=_help("probe cross-validation folds (as CFP)"))
+    valid_share: float = field(default=0.2, metadata=_help("users kept out of the adversary (as CFP's valid part)"))
+    heldout_share: float = field(
+        default=0.2, metadata=_help("users the adversary never sees, on whom every number is reported (as CFP)")
+    )
     dim: int = field(default=64, metadata=_help("embedding size"))
     hidden: int = field(default=128, metadata=_help("filter / discriminator hidden units"))
     epochs: int = field(default=40, metadata=_help("passes over the interactions"))
@@ -52,6 +58,9 @@ class AdvMFJobConfig(DataOptions):
             raise ConfigError("output: required (--output DIR)")
         if self.probe_folds < 1 or self.torch_threads < 1:
             raise ConfigError("probe_folds/torch_threads: must be >= 1")
+        shares = (self.valid_share, self.heldout_share)
+        if not (min(shares) >= 0 and sum(shares) < 1):
+            raise ConfigError(f"valid_share/heldout_share: got {shares}; expected each >= 0 with a sum below 1")
         self.mf_config(self.adv_weight)  # validates the model keys
 
     def mf_config(self, adv_weight: float) -> AdvMFConfig:
@@ -72,7 +81,8 @@ def ranked_items(scores: np.ndarray, mask: np.ndarray, n: int = N_RANKED) -> np.
 def evaluate_mf(
     features: np.ndarray, scores: np.ndarray, split: Any, labels: np.ndarray, cfg: AdvMFJobConfig
 ) -> dict[str, float]:
-    """Probe AUC + hit@k / NDCG@k + outcome metrics on the test stage (split rows = users)."""
+    """Probe AUC + hit@k / NDCG@k + outcome metrics on the test stage (split rows = users; the
+    caller passes the held-out users' rows only, as CFP's ``data.users("heldout")``)."""
     from fairrec_ray.cfp.probe import probe_auc
     from fairrec_ray.outcomes import ranking_outcomes
     from fairrec_ray.p5.baselines import most_pop_scores
@@ -111,6 +121,13 @@ def run_adversarial_mf(cfg: AdvMFJobConfig) -> dict[str, Any]:
     dataset, split = cfg.load_split()
     dataset.require_attribute(cfg.attribute)
     labels = dataset.attribute_labels(cfg.attribute)[split.users]  # one per split row
+    # CFP's user partition (same shares, seed and joint stratification): the adversary reads the
+    # train part's labels only; every reported number is on the held-out part.
+    every_attribute = np.stack([dataset.attribute_labels(a)[split.users] for a in sorted(dataset.attributes)], 1)
+    part = partition_users(every_attribute, cfg.valid_share, cfg.heldout_share, cfg.seed)
+    heldout = part.heldout if len(part.heldout) else np.arange(len(split))
+    adversary_labels = np.full_like(labels, HIDDEN)
+    adversary_labels[part.train] = labels[part.train]
     n_items = dataset.n_items
     hists = [eval_history(split, r, "test") for r in range(len(split))]  # what the test stage reads
     users = np.repeat(np.arange(len(split)), [len(h) for h in hists])
@@ -124,15 +141,16 @@ def run_adversarial_mf(cfg: AdvMFJobConfig) -> dict[str, Any]:
         "n_users": int(len(split)),
         "n_items": int(n_items),
         "n_interactions": int(len(items)),
+        "users": {"train": len(part.train), "valid": len(part.valid), "heldout": len(heldout)},
     }
     timing: dict[str, float] = {}
     for name, weight in (("plain", 0.0), ("filtered", cfg.adv_weight)):
-        fit = train_adversarial_mf(users, items, labels, n_items, cfg.mf_config(weight))
+        fit = train_adversarial_mf(users, items, adversary_labels, n_items, cfg.mf_config(weight))
         with torch.no_grad():
             features = fit.model.users().numpy().astype(np.float64)
             scores = fit.model.scores().numpy().astype(np.float64)
         t_eval = time.perf_counter()
-        metrics = evaluate_mf(features, scores, split, labels, cfg)
+        metrics = evaluate_mf(features[heldout], scores[heldout], subset_split(split, heldout), labels[heldout], cfg)
         timing[f"{name}_train"] = fit.seconds
         timing[f"{name}_eval"] = time.perf_counter() - t_eval
         results[name] = {"test": metrics, "adv_weight": weight, "history": fit.history}
