@@ -1,5 +1,5 @@
 """``python -m fairrec_ray.report RUN_OR_SWEEP_DIR... [--output DIR]``: one self-contained HTML page
-(``report.html``, markdown ``report.md`` beside it) with the CFP front (probe AUC vs hit@10), the
+(``report.html``, markdown ``report.md`` beside it) with the CFP front (probe leak vs hit@10, per attribute), the
 FCPO front (exposure vs recall), the user-side, exposure and baseline tables of every run and the
 commands that produced them. A folder that is not a run is one ``error:`` line naming it (exit 2)."""
 

@@ -123,17 +123,31 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _scatter(ax: Any, xs: list[float], ys: list[float], labels: list[str], maximize: tuple[bool, bool]) -> None:
+def _scatter(
+    ax: Any,
+    xs: list[float],
+    ys: list[float],
+    labels: list[str],
+    maximize: tuple[bool, bool],
+    color: str = "tab:blue",
+    front_label: str = "Pareto front",
+) -> None:
     pts = np.array([xs, ys], dtype=np.float64).T
-    ax.scatter(pts[:, 0], pts[:, 1], s=28, color="tab:blue", zorder=3)
+    ax.scatter(pts[:, 0], pts[:, 1], s=28, color=color, zorder=3)
     for (x, y), label in zip(pts, labels, strict=True):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     front = pareto_front(pts, maximize)
     if front.any():
         order = np.argsort(pts[front, 0])
-        ax.plot(pts[front][order, 0], pts[front][order, 1], "-", color="tab:red", lw=1, zorder=2, label="Pareto front")
+        ax.plot(pts[front][order, 0], pts[front][order, 1], "-", color=color, lw=1, zorder=2, label=front_label)
         ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
+
+
+def _leak(metrics: dict[str, Any]) -> float:
+    """max(AUC, 1 - AUC): a probe that is reliably wrong leaks as much as one that is right."""
+    auc = float(metrics["probe_auc"])
+    return float(metrics.get("probe_leak", max(auc, 1.0 - auc)))
 
 
 def cfp_front(runs: list[Run]) -> Figure | None:
@@ -142,20 +156,22 @@ def cfp_front(runs: list[Run]) -> Figure | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [
-        (float(m["probe_auc"]), float(m["hit@10"]), f"{attr}: {label}")
-        for run in runs
-        for attr, label, m in user_rows(run)
-        if "probe_auc" in m and "hit@10" in m
-    ]
-    if not points:
+    by_attribute: dict[str, list[tuple[float, float, str]]] = {}
+    for run in runs:
+        for attr, label, m in user_rows(run):
+            if "probe_auc" in m and "hit@10" in m:
+                by_attribute.setdefault(attr, []).append((_leak(m), float(m["hit@10"]), f"{attr}: {label}"))
+    if not by_attribute:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    _scatter(ax, [p[0] for p in points], [p[1] for p in points], [p[2] for p in points], (False, True))
-    ax.set_xlabel("probe AUC (lower = less leakage; 0.5 = none)")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (attr, points) in enumerate(sorted(by_attribute.items())):
+        xs, ys, labels = [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
+        _scatter(ax, xs, ys, labels, (False, True), colors[k % len(colors)], f"{attr}: Pareto front")
+    ax.set_xlabel("probe leak = max(AUC, 1 - AUC) (0.5 = none)")
     ax.set_ylabel("hit@10 (test)")
-    ax.set_title("User side: attribute leakage vs accuracy")
-    return Figure("cfp_front", "CFP front: probe AUC vs hit@10", _png(fig))
+    ax.set_title("User side: attribute leakage vs accuracy (one front per attribute)")
+    return Figure("cfp_front", "CFP front: probe leak vs hit@10, per attribute", _png(fig))
 
 
 def fcpo_front(runs: list[Run]) -> Figure | None:
