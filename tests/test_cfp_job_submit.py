@@ -4,7 +4,7 @@ Ray cluster on this machine.
 The cluster: a head (``ray start --head --block``) and a second node (``ray start --address
 HEAD_GCS --block``), 1 CPU each (so the two workers must land on different nodes), each with its
 own ``--temp-dir`` and working directory, each a child in its own process group that the test
-terminates afterwards (never ``ray stop``: that kills every Ray process on the machine). The token
+terminates afterwards (never the Ray CLI's ``stop`` command: it kills every Ray process on the machine). The token
 lives in ``HOME/.ray/auth_token`` of a throw-away HOME, with ``RAY_AUTH_MODE=token``.
 
 Multi-node storage, made visible on one machine: the second node runs in its own mount namespace
