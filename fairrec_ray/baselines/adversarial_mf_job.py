@@ -18,7 +18,7 @@ import torch
 from fairrec_ray.baselines.adversarial_mf import AdvMFConfig, train_adversarial_mf
 from fairrec_ray.cfp.data import HIDDEN
 from fairrec_ray.data.options import DataOptions
-from fairrec_ray.data.splits import partition_users, subset_split
+from fairrec_ray.data.splits import partition_split_users, subset_split
 from fairrec_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,7 @@ def run_adversarial_mf(cfg: AdvMFJobConfig) -> dict[str, Any]:
     labels = dataset.attribute_labels(cfg.attribute)[split.users]  # one per split row
     # CFP's user partition (same shares, seed and joint stratification): the adversary reads the
     # train part's labels only; every reported number is on the held-out part.
-    every_attribute = np.stack([dataset.attribute_labels(a)[split.users] for a in sorted(dataset.attributes)], 1)
-    part = partition_users(every_attribute, cfg.valid_share, cfg.heldout_share, cfg.seed)
+    part = partition_split_users(dataset, split, cfg.valid_share, cfg.heldout_share, cfg.seed)
     heldout = part.heldout if len(part.heldout) else np.arange(len(split))
     adversary_labels = np.full_like(labels, HIDDEN)
     adversary_labels[part.train] = labels[part.train]

@@ -26,7 +26,7 @@ import torch
 from fairrec_ray.cfp.config import CFPConfig
 from fairrec_ray.data import LeaveOneOutSplit, RecDataset
 from fairrec_ray.data.options import data_options
-from fairrec_ray.data.splits import UserPartition, partition_users, subset_split
+from fairrec_ray.data.splits import UserPartition, partition_split_users, subset_split
 from fairrec_ray.errors import ConfigError
 from fairrec_ray.p5.examples import ExampleConfig, P5Collator, eval_examples, train_examples
 from fairrec_ray.p5.tokenizer import P5Tokenizer
@@ -56,8 +56,7 @@ def protocol_partition(dataset: RecDataset, split: LeaveOneOutSplit, config: CFP
     shares are 0 (every user everywhere: not the protocol, kept for comparison with old runs)."""
     if config.heldout_share == 0 and config.valid_share == 0:
         return None
-    labels = np.stack([dataset.attribute_labels(a)[split.users] for a in sorted(dataset.attributes)], axis=1)
-    return partition_users(labels, config.valid_share, config.heldout_share, config.seed)
+    return partition_split_users(dataset, split, config.valid_share, config.heldout_share, config.seed)
 
 
 @dataclass

@@ -222,6 +222,16 @@ def partition_users(labels: np.ndarray, valid_share: float, heldout_share: float
     return UserPartition(train=rows[2], valid=rows[1], heldout=rows[0])
 
 
+def partition_split_users(
+    dataset: RecDataset, split: LeaveOneOutSplit, valid_share: float, heldout_share: float, seed: int
+) -> UserPartition:
+    """``partition_users`` over the split's rows, stratified jointly by every attribute of the
+    dataset (sorted by name): every job on a dataset with the same shares and seed holds out the
+    same users, whichever attribute it is about."""
+    labels = np.stack([dataset.attribute_labels(a)[split.users] for a in sorted(dataset.attributes)], axis=1)
+    return partition_users(labels, valid_share, heldout_share, seed)
+
+
 def subset_split(split: LeaveOneOutSplit, rows: np.ndarray) -> LeaveOneOutSplit:
     """The split restricted to ``rows`` (in that order); the other users are absent from it."""
     rows = np.asarray(rows, dtype=np.int64)
